@@ -1,0 +1,146 @@
+/**
+ * The worker protocol (version 1): how GPU, CLI and tools workers talk to the router over plain HTTPS.
+ * Documented in docs/worker-protocol.md; these schemas are the single source of truth and are used on both sides.
+ *
+ *   POST {base}/worker/v1/poll               long-poll for jobs (answers with the policy and 0..free jobs)
+ *   POST {base}/worker/v1/jobs/{id}/events   post a batch of a job's events (answers whether it was cancelled)
+ *
+ * Authentication: `Authorization: Bearer adm_...` (GPU and CLI workers) or `tls_...` (tools workers).
+ */
+import { z } from "zod";
+import { ChatRequest, ToolDefinition } from "./chat.ts";
+import { JobEvent } from "./events.ts";
+
+export const PROTOCOL_VERSION = 1;
+
+export const WorkerKind = z.enum(["gpu", "cli", "tools"]);
+export type WorkerKind = z.infer<typeof WorkerKind>;
+
+/** What a worker serves right now; the router hands chat jobs only to workers whose `policyVersion` is current. */
+export const LoadedModel = z.object({
+  policyVersion: z.string(),
+  model: z.string(),
+  quantization: z.string().optional(),
+  ctxSize: z.number().int().positive().optional(),
+  parallel: z.number().int().positive().optional(),
+  /** Why the worker chose less than the policy asked for (e.g. "parallel lowered to 1: 6.1 GB free VRAM"). */
+  note: z.string().optional(),
+});
+export type LoadedModel = z.infer<typeof LoadedModel>;
+
+export const WorkerInfo = z.object({
+  /** Stable for the life of the worker process; chosen by the worker (a random UUID). */
+  id: z.string().min(8).max(80).regex(/^[A-Za-z0-9._:-]+$/),
+  kind: WorkerKind,
+  name: z.string().max(120).optional(),
+  version: z.string().max(40).optional(),
+  /** Slots in total and free now; the router sends at most `free` jobs. */
+  slots: z.number().int().min(0).max(1024),
+  free: z.number().int().min(0).max(1024),
+  loaded: LoadedModel.optional(),
+  /** Tools workers: the tools this worker can run. */
+  tools: z.array(ToolDefinition).max(512).optional(),
+  hardware: z.object({
+    backend: z.string().max(40).optional(),
+    gpu: z.string().max(200).optional(),
+    vramBytes: z.number().nonnegative().optional(),
+  }).optional(),
+  /** Conversation keys whose KV cache this worker holds in a free slot (prompt-cache affinity). */
+  cachedConversations: z.array(z.string().max(200)).max(256).optional(),
+  tokensPerSecond: z.number().nonnegative().optional(),
+});
+export type WorkerInfo = z.infer<typeof WorkerInfo>;
+
+export const PollRequest = z.object({
+  protocol: z.number().int(),
+  worker: WorkerInfo,
+  /** Jobs the worker is still running: their leases are extended by this poll. */
+  activeJobs: z.array(z.string().max(80)).max(1024).default([]),
+  /** How long the router may hold the poll open (it caps this at its own limit, ~25 s). */
+  waitMs: z.number().int().min(0).max(60_000).optional(),
+});
+export type PollRequest = z.infer<typeof PollRequest>;
+
+/** The model policy every worker follows. `version` changes whenever any field changes. */
+export const Policy = z.object({
+  version: z.string(),
+  engine: z.enum(["llama", "cli"]),
+  model: z.object({
+    /** Registry name (e.g. "Qwen3.5-35B-A3B"), or a custom name for a worker's own --model-path file. */
+    name: z.string(),
+    /** Requested quantization; absent means the worker picks the best that fits. */
+    quantization: z.string().optional(),
+    /** Quantizations the registry lists for this model with their files (absent for custom models). */
+    files: z.array(z.object({
+      quantization: z.string(),
+      huggingFaceRepo: z.string(),
+      file: z.string(),
+      sizeGb: z.number().optional(),
+    })).optional(),
+  }),
+  ctxSize: z.number().int().positive(),
+  maxParallel: z.number().int().positive(),
+  /** CLI mode: built-in CLI tools the operator enabled (empty = none). */
+  cliTools: z.array(z.string()).optional(),
+});
+export type Policy = z.infer<typeof Policy>;
+
+export const ChatJob = z.object({
+  id: z.string(),
+  kind: z.literal("chat"),
+  request: ChatRequest,
+  /** Attempt number, starting at 1; higher when a job was re-queued after a lost lease. */
+  attempt: z.number().int().positive(),
+  /** Milliseconds left before the router gives up on this job (AUXOT_JOB_TIMEOUT). */
+  deadlineMs: z.number().int().nonnegative(),
+});
+export const ToolJob = z.object({
+  id: z.string(),
+  kind: z.literal("tool"),
+  tool: z.string(),
+  arguments: z.record(z.string(), z.unknown()),
+  /** Credentials for this tool only (AUXOT_TOOLS_{TOOL}__{NAME}), for this call only. */
+  credentials: z.record(z.string(), z.string()),
+  attempt: z.number().int().positive(),
+  deadlineMs: z.number().int().nonnegative(),
+});
+export const WorkerJob = z.discriminatedUnion("kind", [ChatJob, ToolJob]);
+export type WorkerJob = z.infer<typeof WorkerJob>;
+export type ChatJob = z.infer<typeof ChatJob>;
+export type ToolJob = z.infer<typeof ToolJob>;
+
+export const PollResponse = z.object({
+  protocol: z.number().int(),
+  policy: Policy,
+  jobs: z.array(WorkerJob),
+  /** Jobs of this worker that were cancelled (caller left, timed out): stop them and free the slot. */
+  cancelled: z.array(z.string()),
+  /** Lease length: the worker must poll or post at least this often (minus a margin) for each active job. */
+  leaseMs: z.number().int().positive(),
+  /** How long the worker may hold a job's events before posting them (the store's cost decides: ~20 ms embedded). */
+  flushMs: z.number().int().positive(),
+});
+export type PollResponse = z.infer<typeof PollResponse>;
+
+export const EventsRequest = z.object({
+  workerId: z.string(),
+  /** Index of the first event in this batch within the job's stream: makes a retried post idempotent. */
+  seq: z.number().int().nonnegative(),
+  events: z.array(JobEvent).max(10_000),
+});
+export type EventsRequest = z.infer<typeof EventsRequest>;
+
+export const EventsResponse = z.object({
+  /** True when the job was cancelled: the worker must stop it and free the slot. */
+  cancelled: z.boolean(),
+  /** Events stored so far (the next batch's `seq`). */
+  next: z.number().int().nonnegative(),
+});
+export type EventsResponse = z.infer<typeof EventsResponse>;
+
+/** Error body of the worker endpoints. `fatal` tells the worker to exit instead of retrying. */
+export const WorkerError = z.object({
+  error: z.object({ code: z.string(), message: z.string() }),
+  fatal: z.boolean(),
+});
+export type WorkerError = z.infer<typeof WorkerError>;
