@@ -92,6 +92,11 @@ export const ChatRequest = z.object({
     budgetTokens: z.number().int().positive().optional(),
     effort: z.enum(["minimal", "low", "medium", "high"]).optional(),
   }).optional(),
+  /**
+   * Legacy text completion: continue this raw text without a chat template (`messages` is then empty).
+   * Set only by the OpenAI `POST /v1/completions` endpoint.
+   */
+  prompt: z.string().optional(),
   /** A stable key for the conversation (e.g. Claude Code's session id), used for prompt-cache affinity. */
   conversationKey: z.string().optional(),
 });

@@ -7,6 +7,7 @@ import { z } from "zod";
 export const FinishReason = z.enum(["stop", "length", "tool_calls", "stop_sequence"]);
 export type FinishReason = z.infer<typeof FinishReason>;
 
+/** Token usage. `promptTokens` counts the whole prompt, cached tokens included (OpenAI's convention). */
 export const Usage = z.object({
   promptTokens: z.number().int().nonnegative(),
   completionTokens: z.number().int().nonnegative(),

@@ -89,6 +89,8 @@ export const ChatJob = z.object({
   id: z.string(),
   kind: z.literal("chat"),
   request: ChatRequest,
+  /** "count_tokens": render the prompt, emit `start` with promptTokens and `done`, generate nothing. */
+  mode: z.enum(["generate", "count_tokens"]).default("generate"),
   /** Attempt number, starting at 1; higher when a job was re-queued after a lost lease. */
   attempt: z.number().int().positive(),
   /** Milliseconds left before the router gives up on this job (AUXOT_JOB_TIMEOUT). */

@@ -1,0 +1,66 @@
+/**
+ * Reading a JSON request body with limits: a size bound (413) enforced while reading, not after, and a nesting
+ * bound (400) checked before parsing so hostile, deeply nested input cannot exhaust the stack later.
+ */
+import { ApiError } from "./errors.ts";
+
+export const MAX_JSON_DEPTH = 64;
+
+export async function readJsonBody(request: Request, maxBytes: number): Promise<unknown> {
+  const declared = Number(request.headers.get("content-length") ?? "0");
+  if (declared > maxBytes) throw tooLarge(maxBytes);
+  if (!request.body) throw new ApiError("invalid_request", "A JSON request body is required.");
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel().catch(() => {});
+      throw tooLarge(maxBytes);
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new ApiError("invalid_request", "The request body is not valid UTF-8.");
+  }
+  if (text.trim() === "") throw new ApiError("invalid_request", "A JSON request body is required.");
+  if (jsonDepth(text) > MAX_JSON_DEPTH) {
+    throw new ApiError("invalid_request", `The JSON body is nested more than ${MAX_JSON_DEPTH} levels deep.`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new ApiError("invalid_request", `The request body is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+function tooLarge(maxBytes: number): ApiError {
+  return new ApiError("payload_too_large", `The request body exceeds ${maxBytes} bytes (AUXOT_MAX_BODY_BYTES).`);
+}
+
+/** Deepest bracket nesting outside strings (a linear scan; invalid JSON is left to JSON.parse). */
+function jsonDepth(text: string): number {
+  let depth = 0, max = 0, inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92) i++; // backslash: skip the escaped character
+      else if (c === 34) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 || c === 91) max = Math.max(max, ++depth);
+    else if (c === 125 || c === 93) depth--;
+  }
+  return max;
+}

@@ -1,0 +1,354 @@
+/**
+ * The poll loop every worker kind shares: long-polls the router for jobs (at most as many as it has free slots),
+ * follows the model policy, runs each job on the engine, and posts its events in small batches. It owns the
+ * protocol's failure rules: retries with jittered backoff while the router is unreachable, exits on a rejected
+ * key or an incompatible protocol, stops a job the router cancelled, and keeps leases alive with heartbeats.
+ */
+import { isOutput, isTerminal, type JobEvent } from "../../src/protocol/events.ts";
+import {
+  EventsResponse,
+  type LoadedModel,
+  type Policy,
+  PollResponse,
+  PROTOCOL_VERSION,
+  type WorkerInfo,
+  type WorkerJob,
+} from "../../src/protocol/worker-protocol.ts";
+import type { Logger } from "../../src/log.ts";
+import type { Engine, EventSink } from "./engine.ts";
+
+export interface WorkerLoopOptions {
+  routerUrl: string;
+  key: string;
+  engine: Engine;
+  log: Logger;
+  id?: string;
+  name?: string;
+  version?: string;
+  /** How long the router may hold a poll (it caps this at ~25 s). */
+  pollWaitMs?: number;
+  /** Ctrl-C: how long running jobs may take to finish before they are handed back. */
+  shutdownGraceMs?: number;
+  fetch?: typeof fetch;
+}
+
+/** The router refused this worker for good (bad key, incompatible protocol, wrong kind): exit non-zero. */
+export class FatalWorkerError extends Error {
+  constructor(message: string, readonly code: string) {
+    super(message);
+    this.name = "FatalWorkerError";
+  }
+}
+
+class RetryableHttpError extends Error {}
+
+interface RunningJob {
+  job: WorkerJob;
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+export class WorkerLoop {
+  readonly id: string;
+  #policy?: Policy;
+  #loaded?: LoadedModel;
+  #leaseMs = 30_000;
+  #flushMs = 20;
+  #stopping = false;
+  #running = new Map<string, RunningJob>();
+  #slotFreed?: () => void;
+  #pollController?: AbortController;
+  readonly #fetch: typeof fetch;
+  readonly #base: string;
+
+  constructor(readonly opts: WorkerLoopOptions) {
+    this.id = opts.id ?? `${opts.engine.kind}-${crypto.randomUUID()}`;
+    this.#fetch = opts.fetch ?? fetch;
+    this.#base = opts.routerUrl.replace(/\/+$/, "");
+  }
+
+  get runningJobs(): number {
+    return this.#running.size;
+  }
+
+  /** Runs until `stop()`; rejects with FatalWorkerError when the router refuses this worker. */
+  async run(): Promise<void> {
+    let failures = 0;
+    while (!this.#stopping) {
+      try {
+        await this.#step();
+        failures = 0;
+      } catch (err) {
+        if (err instanceof FatalWorkerError) {
+          await this.#abortAll("worker_exiting");
+          throw err;
+        }
+        if (this.#stopping) break;
+        failures++;
+        const delay = backoff(failures);
+        this.opts.log.warn("router unreachable, retrying", { error: err, retryInMs: delay, attempt: failures });
+        await sleep(delay);
+      }
+    }
+    await Promise.all([...this.#running.values()].map((r) => r.done));
+  }
+
+  /** Stops taking jobs; running jobs get `shutdownGraceMs` to finish, then are handed back (re-queued). */
+  async stop(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    this.#pollController?.abort();
+    this.#slotFreed?.();
+    const grace = this.opts.shutdownGraceMs ?? 30_000;
+    const all = Promise.all([...this.#running.values()].map((r) => r.done));
+    const timedOut = await Promise.race([all.then(() => false), sleep(grace).then(() => true)]);
+    if (timedOut) await this.#abortAll("worker_shutdown");
+    await all;
+  }
+
+  async #step(): Promise<void> {
+    const engine = this.opts.engine;
+    if (this.#policy && engine.kind !== "tools" && this.#loaded?.policyVersion !== this.#policy.version) {
+      if (this.#running.size > 0) {
+        // Finish accepted jobs before switching models; heartbeat meanwhile.
+        await this.#waitForSlot();
+        await this.#poll(0);
+        return;
+      }
+      this.opts.log.info("applying model policy", { model: this.#policy.model.name, version: this.#policy.version });
+      this.#loaded = await engine.applyPolicy(this.#policy);
+      this.opts.log.info("model policy applied", { ...this.#loaded });
+    }
+    const free = engine.slots() - this.#running.size;
+    if (this.#policy && free <= 0) {
+      await this.#waitForSlot();
+      await this.#poll(0);
+      return;
+    }
+    await this.#poll(this.#policy ? this.opts.pollWaitMs ?? 25_000 : 0);
+  }
+
+  /** Resolves when a slot frees or a heartbeat is due (a third of the lease). */
+  async #waitForSlot(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, this.#leaseMs / 3);
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#slotFreed = done;
+    });
+    this.#slotFreed = undefined;
+  }
+
+  #info(): WorkerInfo {
+    const engine = this.opts.engine;
+    const slots = this.#stopping ? 0 : engine.slots();
+    return {
+      id: this.id,
+      kind: engine.kind,
+      ...(this.opts.name ? { name: this.opts.name } : {}),
+      ...(this.opts.version ? { version: this.opts.version } : {}),
+      slots,
+      free: Math.max(0, slots - this.#running.size),
+      ...(this.#loaded ? { loaded: this.#loaded } : {}),
+      ...engine.describe(),
+    };
+  }
+
+  async #poll(waitMs: number): Promise<void> {
+    this.#pollController = new AbortController();
+    const body = { protocol: PROTOCOL_VERSION, worker: this.#info(), activeJobs: [...this.#running.keys()], waitMs };
+    const raw = await this.#post("/worker/v1/poll", body, this.#pollController.signal);
+    if (raw === undefined) return; // aborted by stop()
+    const response = PollResponse.parse(raw);
+    this.#policy = response.policy;
+    this.#leaseMs = response.leaseMs;
+    this.#flushMs = response.flushMs;
+    for (const id of response.cancelled) this.#running.get(id)?.controller.abort();
+    for (const job of response.jobs) this.#start(job);
+  }
+
+  #start(job: WorkerJob): void {
+    const controller = new AbortController();
+    const sink = new BatchingSink(this, job.id, controller);
+    const log = this.opts.log.child({ job: job.id });
+    log.debug("job started", { kind: job.kind, attempt: job.attempt });
+    const done = (async () => {
+      try {
+        await this.opts.engine.run(job, sink, controller.signal);
+        if (!sink.terminated && !controller.signal.aborted) {
+          sink.emit({
+            type: "error",
+            message: "the engine ended without a result",
+            retryable: false,
+            code: "engine_error",
+          });
+        }
+      } catch (err) {
+        if (!controller.signal.aborted) {
+          log.warn("job failed", { error: err });
+          sink.emit({ type: "error", message: errorMessage(err), retryable: false, code: "engine_error" });
+        }
+      } finally {
+        if (controller.signal.aborted && !sink.terminated && sink.abortReason) {
+          // Shutdown: hand the job back; the router re-queues it if no output reached the caller.
+          sink.emit({ type: "error", message: "the worker is shutting down", retryable: true, code: sink.abortReason });
+        }
+        await sink.close();
+        this.#running.delete(job.id);
+        this.#abortReasons.delete(job.id);
+        this.#slotFreed?.();
+        log.debug("job finished");
+      }
+    })();
+    this.#running.set(job.id, { job, controller, done });
+  }
+
+  /** Aborts every running job as the worker's own decision; their sinks hand them back to the router. */
+  async #abortAll(reason: string): Promise<void> {
+    for (const [id, r] of this.#running) {
+      this.#abortReasons.set(id, reason);
+      r.controller.abort();
+    }
+    await Promise.all([...this.#running.values()].map((r) => r.done));
+  }
+
+  /** Why a job was aborted by the worker itself (shutdown), as opposed to a cancel from the router. */
+  readonly #abortReasons = new Map<string, string>();
+  abortReasonOf(jobId: string): string | undefined {
+    return this.#abortReasons.get(jobId);
+  }
+
+  get leaseMs(): number {
+    return this.#leaseMs;
+  }
+  get flushMs(): number {
+    return this.#flushMs;
+  }
+
+  /** POSTs JSON; undefined when aborted. Throws FatalWorkerError on refusals, RetryableHttpError otherwise. */
+  async #post(path: string, body: unknown, signal?: AbortSignal): Promise<unknown> {
+    let response: Response;
+    try {
+      response = await this.#fetch(this.#base + path, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${this.opts.key}` },
+        body: JSON.stringify(body),
+        signal,
+      });
+    } catch (err) {
+      if (signal?.aborted) return undefined;
+      throw err;
+    }
+    const text = await response.text();
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new RetryableHttpError(`router answered ${response.status} with a non-JSON body`);
+    }
+    if (response.ok) return parsed;
+    const error = (parsed as { error?: { code?: string; message?: string }; fatal?: boolean }) ?? {};
+    const message = error.error?.message ?? `HTTP ${response.status}`;
+    if (error.fatal || response.status === 401 || response.status === 403 || response.status === 426) {
+      throw new FatalWorkerError(
+        `The router refused this worker: ${message}`,
+        error.error?.code ?? String(response.status),
+      );
+    }
+    if (response.status === 409) return parsed;
+    throw new RetryableHttpError(`router answered ${response.status}: ${message}`);
+  }
+
+  /** Posts one batch of a job's events; retried by the sink. */
+  postEvents(jobId: string, seq: number, events: JobEvent[]): Promise<unknown> {
+    return this.#post(`/worker/v1/jobs/${encodeURIComponent(jobId)}/events`, { workerId: this.id, seq, events });
+  }
+}
+
+/**
+ * Collects a job's events and posts them in batches: the first event of a batch starts a `flushMs` timer; a
+ * terminal event flushes at once; an empty heartbeat goes out every third of the lease so long silent phases
+ * (prompt evaluation) keep the lease. Posts are sequential, so order and `seq` hold; a retried post is idempotent.
+ */
+class BatchingSink implements EventSink {
+  #buffer: JobEvent[] = [];
+  #seq = 0;
+  #timer?: ReturnType<typeof setTimeout>;
+  #heartbeat: ReturnType<typeof setInterval>;
+  #chain: Promise<void> = Promise.resolve();
+  #closed = false;
+  terminated = false;
+  hadOutput = false;
+
+  constructor(readonly loop: WorkerLoop, readonly jobId: string, readonly controller: AbortController) {
+    this.#heartbeat = setInterval(() => this.#flush(), Math.max(1_000, loop.leaseMs / 3));
+  }
+
+  get abortReason(): string | undefined {
+    return this.loop.abortReasonOf(this.jobId);
+  }
+
+  emit(event: JobEvent): void {
+    if (this.terminated || this.#closed) return;
+    if (this.controller.signal.aborted && !(event.type === "error" && this.abortReason)) return;
+    this.#buffer.push(event);
+    if (isOutput(event)) this.hadOutput = true;
+    if (isTerminal(event)) {
+      this.terminated = true;
+      this.#flush();
+    } else {
+      this.#timer ??= setTimeout(() => this.#flush(), this.loop.flushMs);
+    }
+  }
+
+  #flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const events = this.#buffer;
+    this.#buffer = [];
+    const seq = this.#seq;
+    this.#seq += events.length;
+    this.#chain = this.#chain.then(() => this.#send(seq, events));
+  }
+
+  async #send(seq: number, events: JobEvent[]): Promise<void> {
+    const deadline = Date.now() + this.loop.leaseMs;
+    for (let attempt = 1;; attempt++) {
+      try {
+        const raw = await this.loop.postEvents(this.jobId, seq, events);
+        const ok = EventsResponse.safeParse(raw);
+        if (!ok.success || ok.data.cancelled) this.controller.abort(); // 409 (lease lost) or cancelled
+        return;
+      } catch (err) {
+        if (err instanceof FatalWorkerError || Date.now() > deadline) {
+          // The lease is gone by now: stop working for nobody.
+          this.controller.abort();
+          return;
+        }
+        await sleep(backoff(attempt, 200, 5_000));
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.#heartbeat);
+    if (this.#buffer.length > 0) this.#flush();
+    this.#closed = true;
+    await this.#chain;
+  }
+}
+
+function backoff(attempt: number, baseMs = 1_000, maxMs = 30_000): number {
+  const exp = Math.min(maxMs, baseMs * 2 ** Math.min(attempt - 1, 10));
+  return Math.round(exp / 2 + Math.random() * exp / 2);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
