@@ -15,6 +15,21 @@ import type { RouterContext } from "./context.ts";
 /** Longest single wait on the store; a stream sends a keep-alive after each empty one. */
 const READ_WAIT_MS = 15_000;
 
+/**
+ * A caller's view of its answer as a sequence of events. One job (`JobRun`) is the usual source; the server-side
+ * tool loop (src/tools/loop.ts) chains several jobs behind the same interface.
+ */
+export interface EventSource {
+  readonly id: string;
+  readonly finished: boolean;
+  /** The next events (none after a keep-alive interval when `allowEmpty`), enforcing the deadlines. */
+  next(signal: AbortSignal, allowEmpty: boolean): Promise<JobEvent[]>;
+  cancel(reason: "caller_left" | "timeout" | "queue_timeout"): Promise<void>;
+}
+
+/** Starts the answer for a request: enqueues its first job and returns the event source to read. */
+export type SourceFactory = (ctx: RouterContext, d: ChatDispatch, id: string, now: number) => Promise<EventSource>;
+
 export interface ChatDispatch {
   flavour: ChatFlavour;
   request: ChatRequest;
@@ -23,20 +38,26 @@ export interface ChatDispatch {
   mode?: "generate" | "count_tokens";
   /** The caller's connection: aborts when it goes away. */
   signal: AbortSignal;
+  /** Where the events come from; a single job by default. */
+  source?: SourceFactory;
 }
 
-export async function dispatchChat(ctx: RouterContext, d: ChatDispatch): Promise<Response> {
-  const now = ctx.now();
-  const id = crypto.randomUUID().replaceAll("-", "");
-  const job = new JobRun(ctx, id, now);
+/** Enqueues one chat job and returns its run. Throws a 503 ApiError when the queue is full. */
+export async function startJob(
+  ctx: RouterContext,
+  request: ChatRequest,
+  mode: "generate" | "count_tokens",
+  id: string,
+  now: number,
+): Promise<JobRun> {
   try {
     await ctx.store.enqueue({
       id,
       lane: "chat",
-      payload: { id, kind: "chat", request: d.request, mode: d.mode ?? "generate" },
+      payload: { id, kind: "chat", request, mode },
       deadlineAt: now + ctx.config.jobTimeoutMs,
       queueDeadlineAt: now + ctx.config.queueTimeoutMs,
-      conversationKey: d.request.conversationKey,
+      conversationKey: request.conversationKey,
     });
   } catch (err) {
     if (err instanceof StoreError && err.code === "queue_full") {
@@ -45,6 +66,15 @@ export async function dispatchChat(ctx: RouterContext, d: ChatDispatch): Promise
     throw err;
   }
   ctx.metrics.jobQueued();
+  return new JobRun(ctx, id, now);
+}
+
+const singleJob: SourceFactory = (ctx, d, id, now) => startJob(ctx, d.request, d.mode ?? "generate", id, now);
+
+export async function dispatchChat(ctx: RouterContext, d: ChatDispatch): Promise<Response> {
+  const now = ctx.now();
+  const id = crypto.randomUUID().replaceAll("-", "");
+  const job = await (d.source ?? singleJob)(ctx, d, id, now);
   const onAbort = () => job.cancel("caller_left");
   d.signal.addEventListener("abort", onAbort, { once: true });
   try {
@@ -65,7 +95,7 @@ export async function dispatchChat(ctx: RouterContext, d: ChatDispatch): Promise
       return json(d.flavour.collect(events, meta, d.request), requestIdHeaders(d.flavour, id));
     }
     d.signal.removeEventListener("abort", onAbort);
-    return sse(streamBody(job, d, meta, first), requestIdHeaders(d.flavour, id));
+    return sse(streamBody(ctx, job, d, meta, first), requestIdHeaders(d.flavour, id));
   } catch (err) {
     d.signal.removeEventListener("abort", onAbort);
     if (!job.finished) await job.cancel(d.signal.aborted ? "caller_left" : "timeout");
@@ -73,7 +103,13 @@ export async function dispatchChat(ctx: RouterContext, d: ChatDispatch): Promise
   }
 }
 
-function streamBody(job: JobRun, d: ChatDispatch, meta: ResponseMeta, first: JobEvent[]): ReadableStream<Uint8Array> {
+function streamBody(
+  ctx: RouterContext,
+  job: EventSource,
+  d: ChatDispatch,
+  meta: ResponseMeta,
+  first: JobEvent[],
+): ReadableStream<Uint8Array> {
   const encoder = d.flavour.encoder(meta, d.request, { includeUsage: d.includeUsage });
   const bytes = new TextEncoder();
   const aborter = new AbortController();
@@ -92,7 +128,7 @@ function streamBody(job: JobRun, d: ChatDispatch, meta: ResponseMeta, first: Job
         if (job.finished) controller.close();
       } catch (err) {
         // The store failed mid-stream: say so in the stream rather than ending it as if complete.
-        job.ctx.log.warn("stream relay failed", { job: job.id, error: err });
+        ctx.log.warn("stream relay failed", { job: job.id, error: err });
         controller.enqueue(bytes.encode(encoder.fail(new ApiError("api_error", "The router lost track of this job."))));
         controller.close();
         await job.cancel("timeout").catch(() => {});
@@ -105,8 +141,8 @@ function streamBody(job: JobRun, d: ChatDispatch, meta: ResponseMeta, first: Job
   });
 }
 
-/** One caller's view of its job: reads events in order, enforces the deadlines, cancels at most once. */
-class JobRun {
+/** One caller's view of one job: reads events in order, enforces the deadlines, cancels at most once. */
+export class JobRun implements EventSource {
   #cursor = "";
   finished = false;
   #cancelled = false;

@@ -51,6 +51,7 @@ export class EmbeddedStore implements JobStore {
   readonly #workers = new Map<string, { info: WorkerInfo; lastSeenAt: number }>();
   readonly #verified = new Map<string, { role: string; expiresAt: number }>();
   readonly #wakeup = new Wakeup();
+  readonly #counters = new Map<string, number>();
 
   constructor(options: Partial<StoreOptions> = {}) {
     this.#opts = { ...DEFAULT_STORE_OPTIONS, ...options };
@@ -244,6 +245,19 @@ export class EmbeddedStore implements JobStore {
     }
     this.#verified.set(digest, { role, expiresAt: this.#opts.now() + ttlMs });
     return Promise.resolve();
+  }
+
+  addCounters(deltas: Record<string, number>): Promise<void> {
+    this.#ops++;
+    for (const [name, delta] of Object.entries(deltas)) {
+      this.#counters.set(name, (this.#counters.get(name) ?? 0) + delta);
+    }
+    return Promise.resolve();
+  }
+
+  readCounters(): Promise<Record<string, number>> {
+    this.#ops++;
+    return Promise.resolve(Object.fromEntries(this.#counters));
   }
 
   close(): Promise<void> {

@@ -99,6 +99,13 @@ export interface JobStore {
   getVerifiedKey(digest: string): Promise<string | null>;
   putVerifiedKey(digest: string, role: string, ttlMs: number): Promise<void>;
 
+  /**
+   * Fleet-wide counters (requests, outcomes, tokens...) for /metrics where no process lives long (Workers):
+   * instances add their local deltas in one batched call every few seconds, and a scrape reads the sums.
+   */
+  addCounters(deltas: Record<string, number>): Promise<void>;
+  readCounters(): Promise<Record<string, number>>;
+
   close(): Promise<void>;
 }
 

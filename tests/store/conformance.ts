@@ -46,6 +46,7 @@ function newJob(clock: TestClock, over: Partial<NewJob> = {}): NewJob {
     payload: {
       id,
       kind: "chat",
+      mode: "generate",
       request: {
         requestedModel: "m",
         messages: [{ role: "user", content: [{ type: "text", text: `hi ${counter}` }] }],
@@ -388,4 +389,12 @@ export function storeConformance(name: string, make: MakeStore): void {
       assert.deepEqual((await claimOne(store, worker("w-other-01"))).jobs.map((j) => j.id), [late.id]);
     },
   );
+
+  test("counters add up across instances", async ({ store, peer }) => {
+    await store.addCounters({ "requests{api=openai}": 2, "tokens{kind=prompt}": 10 });
+    await peer.addCounters({ "requests{api=openai}": 1 });
+    const counters = await peer.readCounters();
+    assert.equal(counters["requests{api=openai}"], 3);
+    assert.equal(counters["tokens{kind=prompt}"], 10);
+  });
 }
