@@ -76,6 +76,10 @@ export const Policy = z.object({
       huggingFaceRepo: z.string(),
       file: z.string(),
       sizeGb: z.number().optional(),
+      /** Number of `-0000N-of-0000M` shards (absent: one file). */
+      shards: z.number().int().positive().optional(),
+      /** Vision projector file in the same repo, when the model has one. */
+      mmproj: z.string().optional(),
     })).optional(),
   }),
   ctxSize: z.number().int().positive(),
