@@ -11,7 +11,8 @@ export async function fleetHealth(ctx: RouterContext) {
     const serving = fleet.workers.filter((w) => w.info.kind !== "tools");
     const ready = serving.filter((w) => w.info.kind === "tools" || w.info.loaded?.policyVersion === policy.version);
     const slots = ready.reduce((n, w) => n + w.info.slots, 0);
-    const free = ready.reduce((n, w) => n + w.info.free, 0);
+    // The store knows which jobs each worker holds now; the worker's own `free` is as old as its last poll.
+    const free = ready.reduce((n, w) => n + Math.max(0, w.info.slots - w.activeJobs), 0);
     const queued = Object.values(fleet.queued).reduce((a, b) => a + b, 0);
     let reason: string | undefined;
     if (serving.length === 0) {

@@ -1,0 +1,434 @@
+/**
+ * The GPU worker's engine on node-llama-cpp (the only module that imports it): one model, one context whose
+ * sequences are the slots (`policy.maxParallel`, each `policy.ctxSize` tokens), and chat jobs run on those slots
+ * with the low-level `sequence.evaluate` loop, so that this file decides prompt-cache reuse, stop sequences,
+ * grammars and streaming itself.
+ *
+ * A job: the prompt is rendered with the model's Jinja template (prompt.ts) and tokenized; the free slot whose
+ * evaluated tokens share the longest prefix with it is taken and only the rest is evaluated (`cachedTokens`);
+ * generated text goes through the stop-sequence matcher and the `<think>`/`<tool_call>` parser (tool-call-parser.ts)
+ * into events. A cancelled job (signal aborted) ends with an `error` event of code "cancelled" within a token or
+ * two; its slot is freed and keeps its tokens for reuse.
+ */
+import {
+  type GbnfJsonObjectSchema,
+  getLlama,
+  GgufFileType,
+  type Llama,
+  type LlamaContext,
+  type LlamaContextSequence,
+  type LlamaGrammar,
+  LlamaGrammarEvaluationState,
+  LlamaLogLevel,
+  type LlamaModel,
+  type Token,
+} from "node-llama-cpp";
+import type { Engine, EventSink } from "../common/engine.ts";
+import type { ChatJob, LoadedModel, Policy, WorkerInfo, WorkerJob } from "../../src/protocol/worker-protocol.ts";
+import type { FinishReason } from "../../src/protocol/events.ts";
+import { ChatPromptRenderer, type PromptSegment } from "./prompt.ts";
+import { FORCED_CALL_CLOSE, FORCED_CALL_OPEN, type OutputConstraint, outputConstraint } from "./grammar.ts";
+import { ModelOutputParser, type OutputEvent, StopSequenceMatcher } from "./tool-call-parser.ts";
+
+export interface LlamaEngineOptions {
+  modelPath: string;
+  /** CPU threads for evaluation. Default: `defaultLlamaThreads(navigator.hardwareConcurrency)`. */
+  threads?: number;
+  /** Layers to offload to the GPU. Default "auto" (as many as fit). */
+  gpuLayers?: number | "auto";
+  log?: (message: string) => void;
+  /** A backend already loaded with `loadLlamaBackend` (e.g. to measure free memory before choosing a model). */
+  llama?: Llama;
+}
+
+/** Loads node-llama-cpp's backend (CUDA, Vulkan, Metal or CPU: the best prebuilt binary that works here). */
+export async function loadLlamaBackend(options: { gpuLayers?: number | "auto"; log?: (message: string) => void }): Promise<Llama> {
+  return await getLlama({
+    gpu: options.gpuLayers === 0 ? false : "auto",
+    build: "never", // a worker never compiles llama.cpp (that needs GitHub and a toolchain)
+    logLevel: LlamaLogLevel.warn,
+    logger: (_level, message) => options.log?.(message.trim()),
+  });
+}
+
+/**
+ * The thread count a worker should pass: 1 on machines with 2 cores or fewer, where llama.cpp with all cores busy
+ * was measured 25–300× slower (threads spin-wait against everything else); otherwise node-llama-cpp's default.
+ */
+export function defaultLlamaThreads(cpuCount: number): number | undefined {
+  return cpuCount <= 2 ? 1 : undefined;
+}
+
+/** OpenAI-compatible servers sample at 0.8–1.0 when no temperature is given; llama.cpp's server uses 0.8. */
+const DEFAULT_TEMPERATURE = 0.8;
+/** Smallest per-slot context tried when memory runs short. */
+const MIN_CTX = 512;
+
+interface Slot {
+  sequence: LlamaContextSequence;
+  busy: boolean;
+  /** Conversation whose tokens this slot holds (for prompt-cache affinity). */
+  conversationKey?: string;
+  lastUsed: number;
+}
+
+interface Loaded {
+  context: LlamaContext;
+  slots: Slot[];
+  ctxSize: number;
+  info: LoadedModel;
+}
+
+export class LlamaEngine implements Engine {
+  readonly kind = "gpu" as const;
+  private readonly options: LlamaEngineOptions;
+  private llama?: Llama;
+  private model?: LlamaModel;
+  private renderer?: ChatPromptRenderer;
+  private loaded?: Loaded;
+  private hardware?: WorkerInfo["hardware"];
+  private readonly running = new Set<Promise<void>>();
+  private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
+  private policyQueue: Promise<unknown> = Promise.resolve();
+  private useCounter = 0;
+  private tokensPerSecond?: number;
+
+  constructor(options: LlamaEngineOptions) {
+    this.options = options;
+    this.llama = options.llama;
+  }
+
+  slots(): number {
+    return this.loaded?.slots.length ?? 0;
+  }
+
+  applyPolicy(policy: Policy): Promise<LoadedModel | undefined> {
+    // Serialized: a policy change waits for the previous one.
+    const next = this.policyQueue.then(() => this.applyPolicyNow(policy));
+    this.policyQueue = next.catch(() => undefined);
+    return next;
+  }
+
+  private async applyPolicyNow(policy: Policy): Promise<LoadedModel | undefined> {
+    if (policy.engine !== "llama") return undefined;
+    const model = await this.loadModel();
+    const current = this.loaded;
+    if (current && current.info.ctxSize === policy.ctxSize && current.info.parallel === policy.maxParallel) {
+      current.info = { ...current.info, policyVersion: policy.version, model: policy.model.name };
+      return current.info;
+    }
+    // The context is replaced only once running jobs have finished with it.
+    this.loaded = undefined;
+    await Promise.allSettled([...this.running]);
+    if (current) await current.context.dispose();
+    const notes: string[] = [];
+    let ctxSize = policy.ctxSize;
+    if (model.trainContextSize > 0 && ctxSize > model.trainContextSize) {
+      ctxSize = model.trainContextSize;
+      notes.push(`ctx lowered to ${ctxSize}: the model was trained on ${ctxSize} tokens`);
+    }
+    let parallel = policy.maxParallel;
+    let context: LlamaContext | undefined;
+    while (!context) {
+      try {
+        context = await model.createContext({
+          contextSize: ctxSize * parallel,
+          sequences: parallel,
+          threads: this.options.threads ?? defaultLlamaThreads(navigator.hardwareConcurrency),
+        });
+      } catch (error) {
+        // Out of (V)RAM: fewer slots first, then shorter ones.
+        const reason = error instanceof Error ? error.message : String(error);
+        if (parallel > 1) parallel = Math.max(1, Math.floor(parallel / 2));
+        else if (ctxSize > MIN_CTX) ctxSize = Math.max(MIN_CTX, Math.floor(ctxSize / 2));
+        else throw error;
+        this.options.log?.(`context did not fit (${reason}); trying parallel ${parallel}, ctx ${ctxSize}`);
+      }
+    }
+    if (parallel < policy.maxParallel) notes.push(`parallel lowered to ${parallel}: not enough memory`);
+    if (ctxSize < policy.ctxSize && notes.length === 0) notes.push(`ctx lowered to ${ctxSize}: not enough memory`);
+    const slots = Array.from(
+      { length: parallel },
+      () => ({ sequence: context.getSequence(), busy: false, lastUsed: 0 }),
+    );
+    const info: LoadedModel = {
+      policyVersion: policy.version,
+      model: policy.model.name,
+      quantization: policy.model.quantization ?? fileQuantization(model),
+      ctxSize,
+      parallel,
+      ...(notes.length > 0 ? { note: notes.join("; ") } : {}),
+    };
+    this.loaded = { context, slots, ctxSize, info };
+    return info;
+  }
+
+  private async loadModel(): Promise<LlamaModel> {
+    if (this.model) return this.model;
+    const log = this.options.log;
+    this.llama ??= await loadLlamaBackend({ gpuLayers: this.options.gpuLayers, log });
+    const llama = this.llama;
+    this.model = await llama.loadModel({ modelPath: this.options.modelPath, gpuLayers: this.options.gpuLayers });
+    const template = this.model.fileInfo.metadata.tokenizer?.chat_template;
+    this.renderer = new ChatPromptRenderer(typeof template === "string" ? template : CHATML_FALLBACK, {
+      bos: this.model.tokens.bosString ?? undefined,
+      eos: this.model.tokens.eosString ?? undefined,
+    });
+    const [gpus, vram] = await Promise.all([llama.getGpuDeviceNames(), llama.getVramState()]);
+    this.hardware = {
+      backend: llama.gpu === false ? "cpu" : llama.gpu,
+      ...(gpus.length > 0 ? { gpu: gpus.join(", ").slice(0, 200) } : {}),
+      ...(vram.total > 0 ? { vramBytes: vram.total } : {}),
+    };
+    return this.model;
+  }
+
+  run(job: WorkerJob, sink: EventSink, signal: AbortSignal): Promise<void> {
+    if (job.kind !== "chat") return Promise.reject(new Error("the llama engine runs chat jobs only"));
+    const done = this.runChat(job, sink, signal);
+    const tracked = done.catch(() => undefined).finally(() => this.running.delete(tracked));
+    this.running.add(tracked);
+    return done;
+  }
+
+  private async runChat(job: ChatJob, sink: EventSink, signal: AbortSignal): Promise<void> {
+    const { model, renderer, loaded } = this;
+    if (!model || !renderer || !loaded) throw new Error("no model loaded: applyPolicy first");
+    const request = job.request;
+    let constraint: OutputConstraint | undefined;
+    try {
+      constraint = outputConstraint(request.tools, request.toolChoice, request.responseFormat);
+    } catch (error) {
+      sink.emit({ type: "error", code: "invalid_request", message: (error as Error).message, retryable: false });
+      return;
+    }
+    const prompt = renderer.render(request, { offerTools: request.toolChoice !== "none" });
+    const segments: PromptSegment[] = [...prompt.segments];
+    // A constrained answer starts after any reasoning the template opened, and a forced call after its opener.
+    if (constraint && prompt.endsInsideThink) segments.push({ text: "\n</think>\n\n", special: true });
+    if (constraint?.kind === "tool_call") segments.push({ text: FORCED_CALL_OPEN, special: true });
+    const tokens = this.tokenize(model, segments);
+    const start = { type: "start", model: loaded.info.model, promptTokens: tokens.length } as const;
+    if (job.mode === "count_tokens") {
+      sink.emit(start);
+      sink.emit({ type: "done", finishReason: "stop" });
+      return;
+    }
+    if (tokens.length >= loaded.ctxSize) {
+      sink.emit({
+        type: "error",
+        code: "context_length_exceeded",
+        message: `the prompt has ${tokens.length} tokens; this worker's context holds ${loaded.ctxSize}`,
+        retryable: false,
+      });
+      return;
+    }
+    const grammar = constraint ? await this.grammarFor(constraint) : undefined;
+    const slot = this.takeSlot(loaded, tokens, request.conversationKey);
+    try {
+      const sequence = slot.sequence;
+      const reusable = Math.min(sequence.compareContextTokens(tokens).firstDifferentIndex, tokens.length - 1);
+      if (reusable < sequence.nextTokenIndex) {
+        await sequence.eraseContextTokenRanges([{ start: reusable, end: sequence.nextTokenIndex }]);
+      }
+      // Erasing may keep less than asked (models that cannot trim their state), so trust the sequence.
+      const cachedTokens = sequence.nextTokenIndex;
+      slot.conversationKey = request.conversationKey;
+      sink.emit(start);
+      if (signal.aborted) return emitCancelled(sink);
+
+      let idCounter = 0;
+      const callIdPrefix = `call_${job.id.slice(-8)}_${crypto.randomUUID().slice(0, 8)}`;
+      const parser = new ModelOutputParser({
+        startInReasoning: prompt.endsInsideThink && !constraint,
+        parseToolCalls: request.toolChoice !== "none" && request.tools.length > 0,
+        newToolCallId: () => `${callIdPrefix}_${idCounter++}`,
+      });
+      const emitAll = (events: OutputEvent[]) => events.forEach((event) => sink.emit(event));
+      if (constraint?.kind === "tool_call") emitAll(parser.push(FORCED_CALL_OPEN));
+      const grammarStops = grammar ? triggersOf(grammar) : [];
+      const stops = new StopSequenceMatcher([...request.stop, ...grammarStops]);
+      const maxTokens = Math.min(request.maxTokens ?? Infinity, loaded.ctxSize - tokens.length);
+      const temperature = request.temperature ?? DEFAULT_TEMPERATURE;
+      const detokenizer = new StreamingDetokenizer(model);
+
+      let completionTokens = 0;
+      let generationStart = 0;
+      /** Set when the loop stops the model; left undefined when the model ended by itself. */
+      let finish: FinishReason | undefined;
+      let stopSequence: string | undefined;
+      const evaluation = sequence.evaluate(tokens.slice(cachedTokens), {
+        temperature,
+        ...(request.topK !== undefined ? { topK: request.topK } : {}),
+        ...(request.topP !== undefined ? { topP: request.topP } : {}),
+        ...(request.seed !== undefined ? { seed: request.seed } : {}),
+        ...(grammar ? { grammarEvaluationState: new LlamaGrammarEvaluationState({ model, grammar }) } : {}),
+      });
+      for await (const token of evaluation) {
+        if (completionTokens === 0) {
+          generationStart = performance.now();
+          // Hybrid/recurrent models can reuse a prefix only from a checkpoint: take one at the end of the prompt.
+          if (sequence.needsCheckpoints) await sequence.takeCheckpoint();
+        }
+        completionTokens++;
+        const { text, stop } = stops.push(detokenizer.push(token));
+        emitAll(parser.push(text));
+        if (stop !== undefined) {
+          // A grammar's own end marker means the constrained value is complete: a plain stop.
+          if (request.stop.includes(stop)) [finish, stopSequence] = ["stop_sequence", stop];
+          else finish = "stop";
+          break;
+        }
+        if (signal.aborted) break;
+        if (completionTokens >= maxTokens) {
+          finish = "length";
+          emitAll(parser.push(stops.push(detokenizer.flush()).text + stops.flush()));
+          break;
+        }
+      }
+      if (signal.aborted) return emitCancelled(sink);
+      if (finish === undefined) emitAll(parser.push(stops.push(detokenizer.flush()).text + stops.flush()));
+      if (constraint?.kind === "tool_call" && finish !== "length") emitAll(parser.push(FORCED_CALL_CLOSE));
+      emitAll(parser.end());
+      finish ??= "stop";
+      if (finish === "stop" && parser.toolCallCount > 0) finish = "tool_calls";
+      this.recordSpeed(completionTokens, generationStart);
+      sink.emit({ type: "usage", usage: { promptTokens: tokens.length, completionTokens, cachedTokens } });
+      sink.emit({ type: "done", finishReason: finish, ...(stopSequence !== undefined ? { stopSequence } : {}) });
+    } catch (error) {
+      // The sequence may hold a half-evaluated batch: start that slot afresh next time.
+      slot.conversationKey = undefined;
+      await slot.sequence.clearHistory().catch(() => undefined);
+      throw error;
+    } finally {
+      slot.busy = false;
+    }
+  }
+
+  /** Template text is tokenized with control tokens parsed; message text never is (no injected `<|im_end|>`). */
+  private tokenize(model: LlamaModel, segments: readonly PromptSegment[]): Token[] {
+    const tokens = segments.flatMap((segment, index) =>
+      model.tokenize(segment.text, segment.special, index > 0 ? "trimLeadingSpace" : undefined)
+    );
+    const bos = model.tokens.bos;
+    if (model.tokens.shouldPrependBosToken && bos !== null && tokens[0] !== bos) tokens.unshift(bos);
+    return tokens;
+  }
+
+  /** The free slot holding the longest prefix of `tokens`; ties go to the same conversation, then the least used. */
+  private takeSlot(loaded: Loaded, tokens: Token[], conversationKey: string | undefined): Slot {
+    const rank = (slot: Slot) => [
+      slot.sequence.compareContextTokens(tokens).firstDifferentIndex,
+      conversationKey !== undefined && slot.conversationKey === conversationKey ? 1 : 0,
+      -slot.lastUsed,
+    ];
+    let best: { slot: Slot; rank: number[] } | undefined;
+    for (const slot of loaded.slots) {
+      if (slot.busy) continue;
+      const candidate = { slot, rank: rank(slot) };
+      const index = best ? candidate.rank.findIndex((value, i) => value !== best?.rank[i]) : -1;
+      if (!best || (index >= 0 && candidate.rank[index] > best.rank[index])) best = candidate;
+    }
+    if (!best) throw new Error("no free slot: the loop sent more jobs than slots");
+    best.slot.busy = true;
+    best.slot.lastUsed = ++this.useCounter;
+    return best.slot;
+  }
+
+  private grammarFor(constraint: OutputConstraint): Promise<LlamaGrammar> {
+    const llama = this.llama;
+    if (!llama) throw new Error("no model loaded");
+    const key = constraint.kind === "json" ? "json" : JSON.stringify(constraint.schema);
+    let grammar = this.grammars.get(key);
+    if (!grammar) {
+      grammar = constraint.kind === "json"
+        ? llama.getGrammarFor("json")
+        // Schemas arrive as plain JSON; its schema types only describe literal schemas, so the type is asserted (any schema kind works).
+        : llama.createGrammarForJsonSchema(constraint.schema as unknown as GbnfJsonObjectSchema).catch((error) => {
+          this.options.log?.(`schema not supported by the grammar compiler (${error}); constraining to any JSON`);
+          return llama.getGrammarFor("json");
+        });
+      if (this.grammars.size >= 64) this.grammars.delete(this.grammars.keys().next().value ?? "");
+      this.grammars.set(key, grammar);
+    }
+    return grammar;
+  }
+
+  private recordSpeed(tokens: number, since: number): void {
+    const seconds = (performance.now() - since) / 1000;
+    if (tokens < 8 || seconds <= 0) return;
+    const speed = tokens / seconds;
+    this.tokensPerSecond = this.tokensPerSecond === undefined ? speed : 0.8 * this.tokensPerSecond + 0.2 * speed;
+  }
+
+  describe(): Partial<WorkerInfo> {
+    const keys = new Set<string>();
+    for (const slot of this.loaded?.slots ?? []) {
+      if (!slot.busy && slot.conversationKey !== undefined) keys.add(slot.conversationKey);
+    }
+    return {
+      ...(this.hardware ? { hardware: this.hardware } : {}),
+      cachedConversations: [...keys].slice(0, 256),
+      ...(this.tokensPerSecond !== undefined ? { tokensPerSecond: Math.round(this.tokensPerSecond * 10) / 10 } : {}),
+    };
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.allSettled([...this.running]);
+    await this.loaded?.context.dispose();
+    await this.model?.dispose();
+    await this.llama?.dispose();
+    this.loaded = undefined;
+    this.model = undefined;
+    this.llama = undefined;
+  }
+}
+
+function emitCancelled(sink: EventSink): void {
+  sink.emit({ type: "error", code: "cancelled", message: "the job was cancelled", retryable: false });
+}
+
+/** Text of a grammar's stop triggers (node-llama-cpp's JSON grammars end with "\n\n\n\n" once the value is done). */
+function triggersOf(grammar: LlamaGrammar): string[] {
+  return grammar.stopGenerationTriggers.flatMap((trigger) => {
+    if (typeof trigger === "string") return [trigger];
+    if (Array.isArray(trigger)) return trigger.every((part) => typeof part === "string") ? [trigger.join("")] : [];
+    return [trigger.toString()];
+  }).filter((trigger) => trigger.length > 0);
+}
+
+/** "Q4_K_M" from the GGUF's general.file_type. */
+function fileQuantization(model: LlamaModel): string | undefined {
+  const fileType = model.fileInfo.metadata.general?.file_type;
+  if (fileType === undefined) return undefined;
+  return GgufFileType[fileType]?.replace(/^(MOSTLY|ALL)_/, "");
+}
+
+/** Turns tokens into text as they come, holding back a token that ends inside a multi-byte UTF-8 character. */
+class StreamingDetokenizer {
+  private readonly history: Token[] = [];
+  private pending: Token[] = [];
+
+  constructor(private readonly model: LlamaModel) {}
+
+  push(token: Token): string {
+    this.pending.push(token);
+    const text = this.model.detokenize(this.pending, false, this.history.slice(-4));
+    if (text.endsWith("\uFFFD") && this.pending.length < 4) return "";
+    this.history.push(...this.pending);
+    this.pending = [];
+    return text;
+  }
+
+  flush(): string {
+    if (this.pending.length === 0) return "";
+    const text = this.model.detokenize(this.pending, false, this.history.slice(-4));
+    this.history.push(...this.pending);
+    this.pending = [];
+    return text;
+  }
+}
+
+/** Used only for a GGUF without a chat template. */
+const CHATML_FALLBACK = "{%- for message in messages %}{{- '<|im_start|>' + message.role + '\\n' + message.content + " +
+  "'<|im_end|>\\n' }}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
