@@ -282,7 +282,7 @@ Deno.test({
       "--router-url",
       router.url,
       "--model-path",
-      "/nonexistent.gguf",
+      join(ROOT, "package.json"), // any existing file: the key is refused before a model is loaded
     ]);
     assert.equal(rejected.code, 1);
     assert.match(rejected.stderr, /refused/);

@@ -55,6 +55,8 @@ export class WorkerLoop {
   #leaseMs = 30_000;
   #flushMs = 20;
   #stopping = false;
+  #applying?: Promise<void>;
+  #applyFailures = 0;
   #running = new Map<string, RunningJob>();
   #slotFreed?: () => void;
   #pollController?: AbortController;
@@ -86,11 +88,12 @@ export class WorkerLoop {
         if (this.#stopping) break;
         failures++;
         const delay = backoff(failures);
-        this.opts.log.warn("router unreachable, retrying", { error: err, retryInMs: delay, attempt: failures });
+        this.opts.log.warn("cannot reach the router, retrying", { error: err, retryInMs: delay, attempt: failures });
         await sleep(delay);
       }
     }
     await Promise.all([...this.#running.values()].map((r) => r.done));
+    await this.#applying;
   }
 
   /** Stops taking jobs; running jobs get `shutdownGraceMs` to finish, then are handed back (re-queued). */
@@ -108,28 +111,43 @@ export class WorkerLoop {
 
   async #step(): Promise<void> {
     const engine = this.opts.engine;
-    if (this.#policy && engine.kind !== "tools" && this.#loaded?.policyVersion !== this.#policy.version) {
-      if (this.#running.size > 0) {
-        // Finish accepted jobs before switching models; heartbeat meanwhile.
-        await this.#waitForSlot();
-        await this.#poll(0);
-        return;
-      }
-      this.opts.log.info("applying model policy", { model: this.#policy.model.name, version: this.#policy.version });
-      this.#loaded = await engine.applyPolicy(this.#policy);
-      this.opts.log.info("model policy applied", { ...this.#loaded });
+    const policy = this.#policy;
+    if (policy && engine.kind !== "tools" && this.#loaded?.policyVersion !== policy.version) {
+      if (this.#running.size === 0 && !this.#applying) this.#applying = this.#apply(policy);
+      // Finish accepted jobs before switching models, and keep polling while a model loads (downloads take
+      // minutes): the router then still lists this worker, and its leases stay alive.
+      await this.#waitForSlot(this.#applying);
+      await this.#poll(0);
+      return;
     }
     const free = engine.slots() - this.#running.size;
-    if (this.#policy && free <= 0) {
+    if (policy && free <= 0) {
       await this.#waitForSlot();
       await this.#poll(0);
       return;
     }
-    await this.#poll(this.#policy ? this.opts.pollWaitMs ?? 25_000 : 0);
+    await this.#poll(policy ? this.opts.pollWaitMs ?? 25_000 : 0);
   }
 
-  /** Resolves when a slot frees or a heartbeat is due (a third of the lease). */
-  async #waitForSlot(): Promise<void> {
+  /** Loads a policy in the background; a failure is logged and retried after a backoff, not fatal. */
+  async #apply(policy: Policy): Promise<void> {
+    try {
+      this.opts.log.info("applying model policy", { model: policy.model.name, version: policy.version });
+      this.#loaded = await this.opts.engine.applyPolicy(policy);
+      this.#applyFailures = 0;
+      this.opts.log.info("model policy applied", { ...this.#loaded });
+    } catch (err) {
+      this.#applyFailures++;
+      const delay = backoff(this.#applyFailures, 5_000, 300_000);
+      this.opts.log.error("could not apply the model policy; retrying", { error: err, retryInMs: delay });
+      await sleep(delay);
+    } finally {
+      this.#applying = undefined;
+    }
+  }
+
+  /** Resolves when a slot frees, `also` settles, or a heartbeat is due (a third of the lease). */
+  async #waitForSlot(also?: Promise<void>): Promise<void> {
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, this.#leaseMs / 3);
       function done() {
@@ -137,6 +155,7 @@ export class WorkerLoop {
         resolve();
       }
       this.#slotFreed = done;
+      also?.then(done, done);
     });
     this.#slotFreed = undefined;
   }

@@ -4,6 +4,7 @@
  * loads it with node-llama-cpp (or forwards to an external OpenAI-compatible engine with --llama-url) and serves
  * jobs until stopped. Ctrl-C finishes running jobs (or hands them back after a grace period) and exits cleanly.
  */
+import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import process from "node:process";
 import { parseArgs } from "node:util";
@@ -176,6 +177,10 @@ class ProvisionedLlamaEngine implements Engine {
 }
 
 export async function runGpuWorker(args: GpuWorkerArgs): Promise<number> {
+  if (args.modelPath && !existsSync(args.modelPath)) {
+    console.error(`--model-path: no such file: ${args.modelPath}`);
+    return 2;
+  }
   const log = createLogger(args.logLevel, (line) => console.error(line), { worker: "gpu" });
   const engine: Engine = args.llamaUrl
     ? new ExternalEngine({ url: args.llamaUrl, slots: args.slots })
