@@ -34,6 +34,9 @@ import { ApiError, toApiError } from "./http/errors.ts";
 import { readJsonBody } from "./http/body.ts";
 import type { Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
+import { registerOps } from "./ops/routes.ts";
+import { serverToolLoop } from "./tools/loop.ts";
+import { registerToolRoutes } from "./tools/routes.ts";
 import type { JobStore } from "./store/store.ts";
 
 export interface AppDeps {
@@ -108,6 +111,7 @@ export function createApp(deps: AppDeps): App {
         includeUsage: includeUsage(raw),
         mode,
         signal: request.signal,
+        source: serverToolLoop,
       });
     };
 
@@ -154,6 +158,7 @@ export function createApp(deps: AppDeps): App {
     finally: [(response: Response, request: IRequest) => {
       const path = new URL(request.url).pathname;
       metrics.requests.inc({ api: apiOf(path), status: String(response.status) });
+      deps.log.debug("request", { method: request.method, path, status: response.status });
       return response;
     }],
   });
@@ -194,6 +199,8 @@ export function createApp(deps: AppDeps): App {
   }
   router.get("/api/anthropic/v1/models", models);
   router.get("/api/anthropic/v1/models/:id+", model);
+  registerOps(router, ctx, authorize);
+  registerToolRoutes(router, ctx, authorize, body);
   router.all("*", (request: IRequest) => {
     const path = new URL(request.url).pathname;
     const known =
