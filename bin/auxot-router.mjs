@@ -10,7 +10,9 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const commands = { setup: "setup", models: "models", start: "start", verify: "verify" };
 const [command, ...args] = process.argv.slice(2);
 if (!command || !(command in commands)) {
-  console.error(`Usage: auxot-router <${Object.keys(commands).join("|")}> [options]\n  e.g. auxot-router setup --write-env`);
+  console.error(
+    `Usage: auxot-router <${Object.keys(commands).join("|")}> [options]\n  e.g. auxot-router setup --write-env`,
+  );
   process.exit(command ? 2 : 0);
 }
 const deno = join(root, "node_modules", ".bin", process.platform === "win32" ? "deno.cmd" : "deno");

@@ -82,7 +82,7 @@ export function createApp(deps: AppDeps): App {
     metrics,
     background,
     auth: new KeyVerifier({ hashes: deps.config.keyHashes, store: deps.store, now }),
-    reapSoon: createReaper(deps.store, deps.log, now, background),
+    reapSoon: createReaper(deps.store, deps.log, metrics, now, background),
   };
 
   const authorize = async (request: IRequest, call: CallInfo, roles: KeyRole[]) => {
@@ -170,13 +170,6 @@ export function createApp(deps: AppDeps): App {
       const health = await fleetHealth(ctx);
       return json(health, {}, health.status === "error" ? 503 : 200);
     })
-    .get("/metrics", async (request, call) => {
-      if (!deps.config.metricsPublic) await authorize(request, call, ["admin"]);
-      const fleet = await deps.store.fleet();
-      return new Response(metrics.render(gaugesOf(fleet, deps.store)), {
-        headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
-      });
-    })
     .post(
       "/worker/v1/poll",
       worker(async (request, role) => await handlePoll(ctx, await body(request), role, request.signal)),
@@ -230,47 +223,4 @@ function apiOf(path: string): string {
   if (path.includes("/chat/completions") || path.includes("/completions") || path.includes("/models")) return "openai";
   if (path.includes("/tools")) return "tools";
   return "other";
-}
-
-function gaugesOf(fleet: Awaited<ReturnType<JobStore["fleet"]>>, store: JobStore) {
-  const byKind = new Map<string, { workers: number; slots: number; free: number }>();
-  for (const w of fleet.workers) {
-    const k = byKind.get(w.info.kind) ?? { workers: 0, slots: 0, free: 0 };
-    k.workers++;
-    k.slots += w.info.slots;
-    k.free += w.info.free;
-    byKind.set(w.info.kind, k);
-  }
-  const kinds = [...byKind.entries()];
-  return [
-    {
-      name: "auxot_workers",
-      help: "Workers seen recently, by kind",
-      values: kinds.map(([kind, k]) => ({ labels: { kind }, value: k.workers })),
-    },
-    {
-      name: "auxot_slots",
-      help: "Worker slots, by kind",
-      values: kinds.map(([kind, k]) => ({ labels: { kind }, value: k.slots })),
-    },
-    {
-      name: "auxot_slots_free",
-      help: "Free worker slots, by kind",
-      values: kinds.map(([kind, k]) => ({ labels: { kind }, value: k.free })),
-    },
-    {
-      name: "auxot_queue_depth",
-      help: "Jobs waiting, by lane",
-      values: Object.entries(fleet.queued).map(([lane, value]) => ({
-        labels: { lane: lane.startsWith("tool:") ? "tool" : lane },
-        value,
-      })),
-    },
-    { name: "auxot_jobs_running", help: "Jobs running", values: [{ value: fleet.running }] },
-    {
-      name: "auxot_store_commands",
-      help: "Store commands issued by this instance",
-      values: [{ labels: { store: store.kind }, value: store.commandCount }],
-    },
-  ];
 }

@@ -8,14 +8,15 @@ import { formatDuration, parseDuration } from "./duration.ts";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
 import type { Policy } from "./protocol/worker-protocol.ts";
 import { DEFAULT_MODEL, RegistryError, resolvePolicyModel } from "./registry/registry.ts";
+import { parseRedisUrl, type UpstashConnection } from "./store/upstash-config.ts";
 
 export type Env = Record<string, string | undefined>;
 
 export interface RouterConfig {
   keyHashes: Partial<Record<KeyRole, Argon2Phc>>;
   policy: Policy;
-  /** Upstash REST URL, or undefined for the embedded store. */
-  redisUrl?: string;
+  /** Upstash REST connection (URL and token), or undefined for the embedded store. */
+  redis?: UpstashConnection;
   allowedTools: string[];
   /** Per-tool credentials: lower-case tool name → credential name → value. */
   toolCredentials: Record<string, Record<string, string>>;
@@ -149,6 +150,13 @@ export function loadConfig(env: Env): RouterConfig {
     problems.push(`AUXOT_METRICS_PUBLIC=${JSON.stringify(metricsPublic)} must be "true" or "false".`);
   }
 
+  let redis: UpstashConnection | undefined;
+  try {
+    redis = parseRedisUrl(env.AUXOT_REDIS_URL, env) ?? undefined;
+  } catch (err) {
+    problems.push((err as Error).message);
+  }
+
   if (problems.length > 0) throw new ConfigError(problems);
 
   const cliTools = get("AUXOT_CLI_TOOLS").split(",").map((t) => t.trim()).filter(Boolean);
@@ -162,7 +170,7 @@ export function loadConfig(env: Env): RouterConfig {
   return {
     keyHashes,
     policy: { version: policyVersion(policyFields), ...policyFields },
-    redisUrl: get("AUXOT_REDIS_URL") || get("UPSTASH_REDIS_REST_URL") || undefined,
+    ...(redis ? { redis } : {}),
     allowedTools,
     toolCredentials,
     port,
@@ -196,7 +204,7 @@ export function describeConfig(config: RouterConfig): Record<string, unknown> {
     ctxSize: config.policy.ctxSize,
     maxParallel: config.policy.maxParallel,
     policyVersion: config.policy.version,
-    store: config.redisUrl ? "upstash" : "embedded",
+    store: config.redis ? `upstash (${new URL(config.redis.url).host})` : "embedded",
     toolsEnabled: config.keyHashes.tools !== undefined,
     allowedTools: config.allowedTools.length > 0 ? config.allowedTools : "all",
     toolCredentials: Object.fromEntries(Object.entries(config.toolCredentials).map(([t, c]) => [t, Object.keys(c)])),

@@ -8,6 +8,7 @@ import { ConfigError, describeConfig, type Env, loadConfig } from "./config.ts";
 import { createKeys, HASH_VARIABLE } from "./keyset.ts";
 import { createLogger } from "./log.ts";
 import { dotEnvLine, readDotEnv, writeSecretFile } from "./platform/dotenv.ts";
+import { deploymentChecks } from "./ops/deploy-checks.ts";
 import { createStore } from "./store/create.ts";
 
 const ENV_FILE = Deno.env.get("AUXOT_ENV_FILE") ?? ".env";
@@ -49,19 +50,33 @@ async function firstRunKeys(env: Env): Promise<Env> {
 }
 
 async function main(): Promise<void> {
-  let config;
+  let config, env;
   try {
-    config = loadConfig(await firstRunKeys(await readEnv()));
+    env = await firstRunKeys(await readEnv());
+    config = loadConfig(env);
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`auxot-router: ${err.message}`);
       Deno.exit(1);
     }
+    if (err instanceof Deno.errors.PermissionDenied || (err as { code?: string }).code === "EACCES") {
+      console.error(
+        `auxot-router: no keys are configured and ${ENV_FILE} cannot be written here. Set AUXOT_ADMIN_KEY_HASH and ` +
+          "AUXOT_API_KEY_HASH (run `deno task setup` elsewhere; `setup --fly` prints them as Fly secrets).",
+      );
+      Deno.exit(1);
+    }
     throw err;
   }
   const log = createLogger(config.logLevel);
-  const env = await readEnv();
-  const store = createStore(config, env);
+  for (const check of deploymentChecks(env, config)) {
+    if (check.level === "refuse") {
+      console.error(`auxot-router: ${check.message}`);
+      Deno.exit(1);
+    }
+    log.warn(check.message);
+  }
+  const store = createStore(config);
   const app = createApp({ config, store, log });
   const controller = new AbortController();
   const server = Deno.serve({

@@ -26,7 +26,7 @@ function appFor(env: Env): App | undefined {
   if (app || startupError) return app;
   try {
     const config = loadConfig(env);
-    if (!config.redisUrl) {
+    if (!config.redis) {
       throw new ConfigError([
         "AUXOT_REDIS_URL is not set: on Cloudflare Workers every request may run in a different isolate, so the " +
         "router needs the Upstash store (an Upstash REST URL, with AUXOT_REDIS_TOKEN).",
@@ -35,7 +35,7 @@ function appFor(env: Env): App | undefined {
     const log = createLogger(config.logLevel);
     app = createApp({
       config,
-      store: createStore(config, env),
+      store: createStore(config),
       log,
       background: (work) => {
         const ctx = requestContext.getStore();

@@ -5,6 +5,7 @@
  * deadline is cancelled and reported as an explicit error, never as a normal-looking end.
  */
 import type { ChatFlavour, ResponseMeta } from "../api/flavour.ts";
+import type { JobTiming } from "../ops/job-log.ts";
 import { ApiError } from "../http/errors.ts";
 import type { ChatRequest } from "../protocol/chat.ts";
 import type { JobEvent } from "../protocol/events.ts";
@@ -149,9 +150,11 @@ export class JobRun implements EventSource {
   readonly #deadlineAt: number;
   readonly #queueDeadlineAt: number;
   readonly #store: JobStore;
+  readonly #timing: JobTiming;
 
   constructor(readonly ctx: RouterContext, readonly id: string, now: number) {
     this.#store = ctx.store;
+    this.#timing = ctx.metrics.trackJob(id, now);
     this.#deadlineAt = now + ctx.config.jobTimeoutMs;
     this.#queueDeadlineAt = now + ctx.config.queueTimeoutMs;
   }
@@ -167,6 +170,7 @@ export class JobRun implements EventSource {
       const wait = Math.max(0, Math.min(READ_WAIT_MS, this.#deadlineAt - now));
       const read = await this.#store.readEvents(this.id, this.#cursor, wait, signal);
       this.#cursor = read.cursor;
+      this.#timing.saw(read.events, this.ctx.now());
       if (read.state !== "queued" && read.state !== "running") this.finished = true;
       if (read.events.length > 0 || this.finished) return read.events;
       if (signal.aborted) throw new ApiError("api_error", "The caller disconnected.");
@@ -182,6 +186,7 @@ export class JobRun implements EventSource {
     this.#cancelled = true;
     await this.#store.cancel(this.id, reason);
     this.ctx.metrics.jobCancelled(reason);
+    this.#timing.cancelled(reason, this.ctx.now());
   }
 }
 

@@ -24,6 +24,7 @@ export interface RouterContext {
 export function createReaper(
   store: JobStore,
   log: Logger,
+  metrics: Metrics,
   now: () => number,
   background: (p: Promise<unknown>) => void,
   intervalMs = 1_000,
@@ -38,6 +39,7 @@ export function createReaper(
     background(
       store.reap()
         .then((r) => {
+          metrics.reaped(r);
           if (r.requeued + r.failed + r.cancelled + r.timedOut > 0) log.info("swept jobs", { ...r });
         })
         .catch((err) => log.warn("sweep failed", { error: err }))

@@ -2,12 +2,13 @@
  * Chooses the store from the configuration: Upstash Redis when AUXOT_REDIS_URL (or UPSTASH_REDIS_REST_URL) is
  * set, the embedded store otherwise.
  */
-import type { Env, RouterConfig } from "../config.ts";
+import type { RouterConfig } from "../config.ts";
 import { EmbeddedStore } from "./embedded.ts";
 import type { JobStore, StoreOptions } from "./store.ts";
+import { UpstashStore } from "./upstash.ts";
 
-export function createStore(config: RouterConfig, _env: Env, options: Partial<StoreOptions> = {}): JobStore {
+export function createStore(config: RouterConfig, options: Partial<StoreOptions> = {}): JobStore {
   const opts: Partial<StoreOptions> = { leaseMs: config.leaseMs, ...options };
-  if (config.redisUrl) throw new Error("The Upstash store is not available yet.");
+  if (config.redis) return new UpstashStore({ url: config.redis.url, token: config.redis.token, options: opts });
   return new EmbeddedStore(opts);
 }

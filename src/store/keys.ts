@@ -23,6 +23,7 @@
  * | conversation-holders      | hash   | workerTtl (conversation key → worker id)           | claim, reap                                 |
  * | reap-lock                 | string | REAP_LOCK_MS (`SET NX PX`: one sweeping instance)  | reap                                        |
  * | verified-key:{digest}     | string | the entry's ttlMs (`expiresAt|role`)               | none (GET / SET PX)                         |
+ * | counters                  | hash   | none (fleet-wide metric name → running sum)        | add_counters (read with HGETALL)            |
  *
  * Deadlines, leases and TTL decisions use the store's injectable clock (scores and fields hold those times); the
  * real-time TTLs above are a safety net so that nothing outlives its job even when no router sweeps.
@@ -50,6 +51,7 @@ export interface StoreKeys {
   readonly workers: string;
   readonly conversationHolders: string;
   readonly reapLock: string;
+  readonly counters: string;
 }
 
 export function storeKeys(prefix = "auxot"): StoreKeys {
@@ -73,6 +75,7 @@ export function storeKeys(prefix = "auxot"): StoreKeys {
     workers: `${root}workers`,
     conversationHolders: `${root}conversation-holders`,
     reapLock: `${root}reap-lock`,
+    counters: `${root}counters`,
   };
 }
 

@@ -144,7 +144,7 @@ export const DEFAULT_STORE_OPTIONS: StoreOptions = {
   callerTimeoutMs: 60_000,
   workerTtlMs: 60_000,
   finishedTtlMs: 60_000,
-  maxQueued: 1_000,
+  maxQueued: 10_000,
   affinityWaitMs: 1_000,
   now: () => Date.now(),
 };

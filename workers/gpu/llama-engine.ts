@@ -42,7 +42,9 @@ export interface LlamaEngineOptions {
 }
 
 /** Loads node-llama-cpp's backend (CUDA, Vulkan, Metal or CPU: the best prebuilt binary that works here). */
-export async function loadLlamaBackend(options: { gpuLayers?: number | "auto"; log?: (message: string) => void }): Promise<Llama> {
+export async function loadLlamaBackend(
+  options: { gpuLayers?: number | "auto"; log?: (message: string) => void },
+): Promise<Llama> {
   return await getLlama({
     gpu: options.gpuLayers === 0 ? false : "auto",
     build: "never", // a worker never compiles llama.cpp (that needs GitHub and a toolchain)

@@ -28,7 +28,6 @@
  * - `cache_control`, `context_management`, `defer_loading`, `metadata` otherwise, and other unknown fields are
  *   ignored: prompt caching here is automatic (prefix reuse on a worker), and every tool is always loaded.
  */
-import { ApiError } from "../../http/errors.ts";
 import type {
   ChatMessage,
   ChatRequest,
@@ -69,11 +68,7 @@ function translate(request: CountTokensRequest): ChatRequest {
     parameters: tool.input_schema,
   }));
   const toolChoice = request.tool_choice ? toToolChoice(request.tool_choice) : "auto";
-  if (typeof toolChoice === "object" && !tools.some((tool) => tool.name === toolChoice.name)) {
-    throw new ApiError("invalid_request", `tool_choice.name: no tool named '${toolChoice.name}' in tools`, {
-      param: "tool_choice.name",
-    });
-  }
+  // Whether a forced tool exists is checked where server tools are known too (src/tools/loop.ts).
   const messages: ChatMessage[] = [];
   const system = request.system ?? [];
   const systemParts = typeof system === "string" ? (system ? [textPart(system)] : []) : system.map(fromTextBlock);

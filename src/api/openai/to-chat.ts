@@ -58,16 +58,7 @@ export function chatCompletionToChat(raw: unknown): ChatRequest {
     description: t.function.description,
     parameters: t.function.parameters ?? { type: "object", properties: {} },
   }));
-  if (typeof toolChoice === "object" && !tools.some((t) => t.name === toolChoice.name)) {
-    throw new ApiError("invalid_request", `tool_choice names '${toolChoice.name}', which is not in 'tools'.`, {
-      param: "tool_choice",
-    });
-  }
-  if (toolChoice === "required" && tools.length === 0) {
-    throw new ApiError("invalid_request", "tool_choice 'required' needs at least one tool in 'tools'.", {
-      param: "tool_choice",
-    });
-  }
+  // Whether a forced tool exists is checked where server tools are known too (src/tools/loop.ts).
   const format = body.response_format;
   const effort = body.reasoning_effort;
   return {

@@ -7,8 +7,9 @@
  *       'e' other error, '-' anything else), lanePrefix, affinityPrefix, wakePrefix, wakeCap, wakeTtlMs;
  *       then the events, one JSON text each (variadic)
  * Returns {'unknown_job'} | {'not_leased'} | {'seq_gap', next}
- *       | {'ok', cancelled (0|1), next, acceptedFrom, acceptedCount, prevEntryId, entryId, entryState}
- *   acceptedFrom is the 0-based index in the batch of the first stored event; entry ids are '' when none stored.
+ *       | {'ok', cancelled (0|1), next, acceptedFrom, acceptedCount, prevEntryId, entryId, state, requeuedLane}
+ *   acceptedFrom is the 0-based index in the batch of the first stored event; entry ids are '' when none stored;
+ *   state is the job's state after the batch ('queued' when it was requeued, then requeuedLane is its lane).
  * Side effects: events before `next` are duplicates of a retried post and skipped; the new ones are stored as ONE
  *   stream entry; the lease is extended (running[id] = now + leaseMs). A retryable error before any output puts
  *   the job back at the head of its lane (attempt + 1, wake token) and is not stored; `done` or an error ends the
@@ -42,7 +43,7 @@ local state = j[1]
 if not state then return {'unknown_job'} end
 if j[2] ~= ARG_workerId or (state ~= 'running' and state ~= 'cancelled') then return {'not_leased'} end
 local nextSeq = tonumber(j[3])
-if state == 'cancelled' then return {'ok', 1, nextSeq, 0, 0, '', '', 'cancelled'} end
+if state == 'cancelled' then return {'ok', 1, nextSeq, 0, 0, '', '', 'cancelled', ''} end
 local seq = tonumber(ARG_seq)
 if seq > nextSeq then return {'seq_gap', nextSeq} end
 local now = tonumber(ARG_now)
@@ -69,19 +70,19 @@ for i = from, total do
     break
   end
 end
-local prev, entry = '', ''
+local prev, entry, lane = '', '', ''
 if #accepted > 0 then
   prev, entry = addEntry(KEY_job, KEY_events, '[' .. table.concat(accepted, ',') .. ']', outcome)
 end
 redis.call('HSET', KEY_job, 'next', nextSeq, 'hasOutput', hasOutput and 1 or 0)
 if outcome == 'queued' then
-  requeueJob(ARG_id, KEY_job, now)
+  lane = requeueJob(ARG_id, KEY_job, now)
   nextSeq = 0
 elseif outcome == 'done' or outcome == 'failed' then
   finishJob(ARG_id, KEY_job, KEY_events, outcome, now, false)
 else
   redis.call('ZADD', KEY_running, now + tonumber(ARG_leaseMs), ARG_id)
 end
-return {'ok', 0, nextSeq, from - 1, #accepted, prev, entry, outcome}
+return {'ok', 0, nextSeq, from - 1, #accepted, prev, entry, outcome, lane}
 `,
 });

@@ -5,7 +5,7 @@
  * KEYS  worker (worker:{id}), workers, workerConversations (worker-conversations:{id}), conversationHolders,
  *       running, queueDeadlines, lanes
  * ARGV  workerId, info (WorkerInfo JSON), free, now, leaseMs, workerTtlMs, affinityWaitMs, max, jobPrefix,
- *       lanePrefix, affinityPrefix, workerPrefix, workerConversationsPrefix, activeCount, laneCount,
+ *       lanePrefix, affinityPrefix, wakePrefix, workerPrefix, workerConversationsPrefix, activeCount, laneCount,
  *       conversationCount; then (variadic) the active job ids, the lanes served, the conversation keys cached
  * Returns {cancelled, taken, heldUntil}: cancelled = active ids no longer running for this worker; taken =
  *   {{id, payloadJson, attempt, deadlineAt}, ...}; heldUntil = earliest time a job skipped for affinity becomes
@@ -13,7 +13,8 @@
  * Side effects: worker:{id} {info, seen, free} and workers[id] = now (TTL workerTtlMs); the worker's conversation
  *   set and conversation-holders entries replaced; running[id] = now + leaseMs for its live jobs; a cancelled job
  *   whose worker hears of it here is released (worker field removed); each taken job: out of its lane, affinity
- *   and queue-deadline indexes, state running, worker set, next = 0, leased.
+ *   and queue-deadline indexes, state running, worker set, next = 0, leased; a lane left empty is dropped from
+ *   `lanes` with its wake tokens.
  * Affinity: jobs of conversations this worker caches go first; a job whose conversation another live worker with
  *   a free slot caches is skipped until enqueuedAt + affinityWaitMs.
  */
@@ -34,6 +35,7 @@ export const claimScript = defineScript({
     "jobPrefix",
     "lanePrefix",
     "affinityPrefix",
+    "wakePrefix",
     "workerPrefix",
     "workerConversationsPrefix",
     "activeCount",
@@ -148,7 +150,10 @@ for _, lane in ipairs(lanes) do
       if not held then take(lane, id) end
     end
   end
-  if redis.call('LLEN', laneKey) == 0 then redis.call('SREM', KEY_lanes, lane) end
+  if redis.call('LLEN', laneKey) == 0 then
+    redis.call('SREM', KEY_lanes, lane)
+    redis.call('DEL', ARG_wakePrefix .. lane)
+  end
 end
 
 return {cancelled, taken, heldUntil}

@@ -58,16 +58,24 @@ local function finishJob(id, jobKey, eventsKey, state, now, keepWorker)
 end`,
 };
 
-/** Takes a queued job out of its lane (and the lane's affinity index); forgets the lane when it empties. */
+/**
+ * Takes a queued job out of its lane (and the lane's affinity index). When the lane empties it is forgotten, with
+ * its wake tokens: they only matter while the lane holds jobs.
+ */
 export const REMOVE_QUEUED: LuaHelper = {
   keys: ["lanes"],
-  args: ["lanePrefix", "affinityPrefix"],
+  args: ["lanePrefix", "affinityPrefix", "wakePrefix"],
   source: `
+local function laneEmptied(lane)
+  if redis.call('LLEN', ARG_lanePrefix .. lane) == 0 then
+    redis.call('SREM', KEY_lanes, lane)
+    redis.call('DEL', ARG_wakePrefix .. lane)
+  end
+end
 local function removeQueued(id, lane)
-  local laneKey = ARG_lanePrefix .. lane
-  redis.call('LREM', laneKey, 0, id)
+  redis.call('LREM', ARG_lanePrefix .. lane, 0, id)
   redis.call('ZREM', ARG_affinityPrefix .. lane, id)
-  if redis.call('LLEN', laneKey) == 0 then redis.call('SREM', KEY_lanes, lane) end
+  laneEmptied(lane)
 end`,
 };
 

@@ -1,0 +1,427 @@
+/**
+ * The Upstash store against a real redis-server behind the Upstash REST bridge: the shared conformance suite (two
+ * store instances on one database play two router instances), then what only a shared, billed store has — command
+ * counts, keys cleaned up, wake-ups and cancels across instances, and Redis going away and coming back.
+ */
+import assert from "node:assert/strict";
+import type { JobEvent } from "../../src/protocol/events.ts";
+import type { WorkerInfo } from "../../src/protocol/worker-protocol.ts";
+import type { NewJob, StoreOptions } from "../../src/store/store.ts";
+import { StoreError } from "../../src/store/store.ts";
+import { storeKeys } from "../../src/store/keys.ts";
+import { UpstashStore } from "../../src/store/upstash.ts";
+import { RespConnection } from "../fixtures/resp-client.ts";
+import { type RedisServer, startRedisServer } from "../fixtures/redis-server.ts";
+import { startUpstashBridge, type UpstashBridge } from "../fixtures/upstash-bridge.ts";
+import { storeConformance } from "./conformance.ts";
+
+const TOKEN = "store-test-token";
+let prefixes = 0;
+
+interface Backend {
+  redis: RedisServer;
+  bridge: UpstashBridge;
+  prefix: string;
+  store(options?: Partial<StoreOptions>, extra?: { maxBlockMs?: number }): UpstashStore;
+  /** A command straight to Redis (bypassing the bridge). */
+  redisCommand(...args: string[]): Promise<void>;
+  /** Keys under this backend's prefix, read straight from Redis. */
+  keys(): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+async function startBackend(): Promise<Backend> {
+  const redis = await startRedisServer();
+  let bridge: UpstashBridge;
+  try {
+    bridge = await startUpstashBridge({ redisPort: redis.port, token: TOKEN });
+  } catch (err) {
+    await redis.stop();
+    throw err;
+  }
+  const prefix = `test-${Date.now().toString(36)}-${++prefixes}`;
+  const stores: UpstashStore[] = [];
+  return {
+    redis,
+    bridge,
+    prefix,
+    async redisCommand(...args) {
+      const conn = await RespConnection.open(redis.port);
+      try {
+        await conn.command(...args);
+      } finally {
+        conn.close();
+      }
+    },
+    store(options = {}, extra = {}) {
+      const store = new UpstashStore({ url: bridge.url, token: TOKEN, prefix, options, ...extra });
+      stores.push(store);
+      return store;
+    },
+    async keys() {
+      const conn = await RespConnection.open(redis.port);
+      try {
+        const reply = await conn.command("KEYS", `${prefix}:*`);
+        if (reply.kind !== "array" || !reply.value) return [];
+        return reply.value.map((item) =>
+          item.kind === "bulk" && item.value ? new TextDecoder().decode(item.value) : ""
+        );
+      } finally {
+        conn.close();
+      }
+    },
+    async close() {
+      for (const store of stores) await store.close();
+      await bridge.close();
+      await redis.stop();
+    },
+  };
+}
+
+storeConformance("upstash", async (options) => {
+  const backend = await startBackend();
+  return { store: backend.store(options), peer: backend.store(options), close: () => backend.close() };
+});
+
+// --- Upstash-specific -------------------------------------------------------------------------------------
+
+let jobs = 0;
+function newJob(now: number, over: Partial<NewJob> = {}): NewJob {
+  const id = `job-${Date.now().toString(36)}-${++jobs}`;
+  return {
+    id,
+    lane: "chat",
+    payload: {
+      id,
+      kind: "chat",
+      mode: "generate",
+      request: {
+        requestedModel: "m",
+        messages: [{ role: "user", content: [{ type: "text", text: "hi" }] }],
+        tools: [],
+        toolChoice: "auto",
+        stop: [],
+      },
+    },
+    deadlineAt: now + 300_000,
+    queueDeadlineAt: now + 60_000,
+    ...over,
+  };
+}
+
+const worker = (id: string, over: Partial<WorkerInfo> = {}): WorkerInfo => ({
+  id,
+  kind: "gpu",
+  slots: 1,
+  free: 1,
+  ...over,
+});
+
+async function withBackend(fn: (backend: Backend) => Promise<void>): Promise<void> {
+  const backend = await startBackend();
+  try {
+    await fn(backend);
+  } finally {
+    await backend.close();
+  }
+}
+
+Deno.test("upstash: a 500-event stream in 10 batches costs a bounded number of commands", async () => {
+  await withBackend(async (backend) => {
+    const router = backend.store(); // the instance the caller reads through
+    const workerSide = backend.store(); // the instance the worker posts through
+    const job = newJob(Date.now());
+    await router.enqueue(job);
+    const [claimed] = (await workerSide.claim({
+      worker: worker("w-stream-1"),
+      lanes: ["chat"],
+      activeJobs: [],
+      max: 1,
+      waitMs: 0,
+    })).jobs;
+    assert.equal(claimed.id, job.id);
+
+    const events: JobEvent[] = [
+      { type: "start", model: "m", promptTokens: 5 },
+      ...Array.from({ length: 497 }, (_, i): JobEvent => ({ type: "text", text: `t${i} ` })),
+      { type: "usage", usage: { promptTokens: 5, completionTokens: 497, cachedTokens: 0 } },
+      { type: "done", finishReason: "stop" },
+    ];
+    const routerBefore = router.commandCount;
+    const workerBefore = workerSide.commandCount;
+    const reader = (async () => {
+      const received: JobEvent[] = [];
+      let cursor = "";
+      for (;;) {
+        const read = await router.readEvents(job.id, cursor, 20_000);
+        received.push(...read.events);
+        cursor = read.cursor;
+        if (read.state !== "queued" && read.state !== "running") return { received, state: read.state };
+      }
+    })();
+    for (let seq = 0; seq < events.length; seq += 50) {
+      const result = await workerSide.appendEvents(job.id, "w-stream-1", seq, events.slice(seq, seq + 50));
+      assert.deepEqual(result, { ok: true, cancelled: false, next: Math.min(seq + 50, events.length) });
+    }
+    const { received, state } = await reader;
+    assert.equal(state, "done");
+    assert.deepEqual(received, events);
+    const readerCommands = router.commandCount - routerBefore;
+    const workerCommands = workerSide.commandCount - workerBefore;
+    console.log(`500 events in 10 batches: worker ${workerCommands} commands, reader ${readerCommands} commands`);
+    // One command per posted batch, plus one the first time the script meets this Redis server (NOSCRIPT → EVAL).
+    assert.ok(workerCommands <= 11, `worker used ${workerCommands} commands for 10 batches`);
+    assert.ok(
+      readerCommands <= 12,
+      `reader used ${readerCommands} commands (at most one per batch plus the first read)`,
+    );
+  });
+});
+
+Deno.test("upstash: a reader on the instance its worker posts through needs no Redis command per batch", async () => {
+  await withBackend(async (backend) => {
+    const store = backend.store();
+    const job = newJob(Date.now());
+    await store.enqueue(job);
+    await store.claim({ worker: worker("w-local-1"), lanes: ["chat"], activeJobs: [], max: 1, waitMs: 0 });
+    await store.appendEvents(job.id, "w-local-1", 0, [{ type: "start", model: "m" }]); // loads the script
+    const first = await store.readEvents(job.id, "", 0);
+    const before = store.commandCount;
+    const reader = (async () => {
+      const received: JobEvent[] = [];
+      let cursor = first.cursor;
+      for (;;) {
+        const read = await store.readEvents(job.id, cursor, 20_000);
+        received.push(...read.events);
+        cursor = read.cursor;
+        if (read.state === "done") return received;
+      }
+    })();
+    for (let seq = 1; seq <= 10; seq++) {
+      const event: JobEvent = seq === 10 ? { type: "done", finishReason: "stop" } : { type: "text", text: `${seq}` };
+      await store.appendEvents(job.id, "w-local-1", seq, [event]);
+    }
+    assert.equal((await reader).length, 10);
+    const readerCommands = store.commandCount - before - 10; // minus the 10 appends
+    console.log(`local reader: ${readerCommands} commands for 10 batches`);
+    // 0 when every batch arrives within LOCAL_FIRST_MS of the previous one; a slower machine may fall back once.
+    assert.ok(readerCommands <= 2, `local reader used ${readerCommands} commands`);
+  });
+});
+
+Deno.test("upstash: an idle parked claim costs one command per blocking period", async () => {
+  await withBackend(async (backend) => {
+    // 2 s blocking periods stand in for the default 20 s ones: 6 s idle here is 60 s idle in production.
+    const store = backend.store({}, { maxBlockMs: 2_000 });
+    // The first call loads the script (EVALSHA → NOSCRIPT → EVAL, once per Redis server): not part of the cost.
+    await store.claim({ worker: worker("w-idle-01"), lanes: ["chat"], activeJobs: [], max: 1, waitMs: 0 });
+    const before = store.commandCount;
+    const result = await store.claim({
+      worker: worker("w-idle-01"),
+      lanes: ["chat"],
+      activeJobs: [],
+      max: 1,
+      waitMs: 6_000,
+    });
+    assert.deepEqual(result.jobs, []);
+    const used = store.commandCount - before;
+    console.log(`idle claim of 6 s with 2 s blocks: ${used} commands (60 s with 20 s blocks: the same)`);
+    assert.ok(used <= 4, `idle claim used ${used} commands`);
+  });
+});
+
+Deno.test("upstash: a worker parked on instance B wakes when instance A enqueues", async () => {
+  await withBackend(async (backend) => {
+    const a = backend.store();
+    const b = backend.store();
+    const parked = b.claim({
+      worker: worker("w-parked-1"),
+      lanes: ["chat", "tool:x"],
+      activeJobs: [],
+      max: 1,
+      waitMs: 15_000,
+    });
+    await waitForBlockedClients(backend, 1);
+    const job = newJob(Date.now(), { lane: "tool:x" });
+    await a.enqueue(job);
+    assert.deepEqual((await parked).jobs.map((j) => j.id), [job.id]);
+  });
+});
+
+Deno.test("upstash: a cancel on instance A reaches a reader and the worker on instance B", async () => {
+  await withBackend(async (backend) => {
+    const a = backend.store();
+    const b = backend.store();
+    const job = newJob(Date.now());
+    await b.enqueue(job);
+    await b.claim({ worker: worker("w-cancel-1"), lanes: ["chat"], activeJobs: [], max: 1, waitMs: 0 });
+    await b.appendEvents(job.id, "w-cancel-1", 0, [{ type: "text", text: "a" }]);
+    const first = await b.readEvents(job.id, "", 0);
+    const waiting = b.readEvents(job.id, first.cursor, 10_000);
+    await waitForBlockedClients(backend, 1);
+    await a.cancel(job.id, "caller_left");
+    const read = await waiting;
+    assert.equal(read.state, "cancelled");
+    assert.equal((read.events[0] as { code?: string }).code, "caller_left");
+    assert.deepEqual(await b.appendEvents(job.id, "w-cancel-1", 1, [{ type: "text", text: "b" }]), {
+      ok: true,
+      cancelled: true,
+      next: 1,
+    });
+    const poll = await b.claim({
+      worker: worker("w-cancel-1"),
+      lanes: ["chat"],
+      activeJobs: [job.id],
+      max: 0,
+      waitMs: 0,
+    });
+    assert.deepEqual(poll.cancelled, [job.id]);
+  });
+});
+
+Deno.test("upstash: when the service refuses blocking commands, waits fall back to polling", async () => {
+  await withBackend(async (backend) => {
+    // A real refusal: Redis's ACL denies BLPOP and XREAD to the bridge's user (scripts still run).
+    await backend.redisCommand("ACL", "SETUSER", "default", "-blpop", "-xread");
+    const a = backend.store();
+    const b = backend.store();
+    const job = newJob(Date.now());
+    const parked = b.claim({ worker: worker("w-poll-001"), lanes: ["chat"], activeJobs: [], max: 1, waitMs: 10_000 });
+    await a.enqueue(job); // through the other instance: no in-process wake-up for b
+    assert.deepEqual((await parked).jobs.map((j) => j.id), [job.id]);
+
+    const first = await a.readEvents(job.id, "", 0);
+    const reading = a.readEvents(job.id, first.cursor, 10_000);
+    await b.appendEvents(job.id, "w-poll-001", 0, [{ type: "text", text: "polled" }]);
+    assert.deepEqual((await reading).events, [{ type: "text", text: "polled" }]);
+  });
+});
+
+Deno.test("upstash: nothing is left in Redis once jobs finish and their TTLs pass", async () => {
+  await withBackend(async (backend) => {
+    let clock = Date.now();
+    const options: Partial<StoreOptions> = { finishedTtlMs: 200, workerTtlMs: 300, now: () => clock };
+    const store = backend.store(options);
+    const w = worker("w-clean-01", { cachedConversations: ["conv-a"] });
+    const done = newJob(clock, { conversationKey: "conv-a" });
+    const cancelled = newJob(clock);
+    const requeuedThenDone = newJob(clock);
+    for (const job of [done, cancelled, requeuedThenDone]) await store.enqueue(job);
+    await store.claim({ worker: w, lanes: ["chat"], activeJobs: [], max: 1, waitMs: 0 });
+    await store.appendEvents(done.id, w.id, 0, [{ type: "text", text: "x" }, { type: "done", finishReason: "stop" }]);
+    await store.cancel(cancelled.id, "caller_left");
+    await store.claim({ worker: w, lanes: ["chat"], activeJobs: [], max: 1, waitMs: 0 });
+    await store.appendEvents(requeuedThenDone.id, w.id, 0, [{ type: "error", message: "oom", retryable: true }]);
+    await store.claim({ worker: w, lanes: ["chat"], activeJobs: [], max: 1, waitMs: 0 });
+    await store.appendEvents(requeuedThenDone.id, w.id, 0, [{ type: "done", finishReason: "stop" }]);
+    await store.putVerifiedKey("digest-1", "api", 200);
+    await store.readEvents(done.id, "", 0);
+    assert.ok((await backend.keys()).length > 0);
+
+    // Real time passes for the Redis TTLs, the store's clock for its own bookkeeping; reap sweeps both.
+    await new Promise((r) => setTimeout(r, 1_500));
+    clock += 1_500;
+    await store.reap();
+    const left = await backend.keys();
+    assert.deepEqual(left, [], `keys left: ${left.join(", ")}`);
+  });
+});
+
+Deno.test("upstash: reap is one command when there is nothing to do, and one instance sweeps at a time", async () => {
+  await withBackend(async (backend) => {
+    const a = backend.store();
+    const b = backend.store();
+    await a.reap(); // loads the script (EVALSHA → NOSCRIPT → EVAL: once per Redis server)
+    const before = a.commandCount;
+    assert.deepEqual(await a.reap(), { requeued: 0, failed: 0, cancelled: 0, timedOut: 0 });
+    assert.equal(a.commandCount - before, 1);
+
+    const job = newJob(Date.now() - 400_000); // already past its deadline
+    await b.enqueue(job);
+    // Another instance is mid-sweep (holds the lock): this reap leaves the job alone.
+    const lock = storeKeys(backend.prefix).reapLock;
+    await backend.redisCommand("SET", lock, "another-instance", "PX", "10000");
+    assert.deepEqual(await a.reap(), { requeued: 0, failed: 0, cancelled: 0, timedOut: 0 });
+    await backend.redisCommand("DEL", lock);
+    assert.equal((await a.reap()).timedOut, 1);
+    assert.equal((await b.readEvents(job.id, "", 0)).state, "cancelled");
+  });
+});
+
+Deno.test("upstash: Redis going away gives explicit errors, and the store recovers when it is back", async () => {
+  await withBackend(async (backend) => {
+    const store = backend.store();
+    const other = backend.store();
+    const lost = newJob(Date.now());
+    await store.enqueue(lost);
+    const unavailable = (err: unknown) => err instanceof StoreError && err.code === "unavailable";
+
+    // Redis crashes: a worker parked in a claim and every step get explicit errors while it is down.
+    const parkedAcross = assert.rejects(
+      other.claim({ worker: worker("w-crash-01"), lanes: ["late"], activeJobs: [], max: 1, waitMs: 10_000 }),
+      unavailable,
+    );
+    await waitForBlockedClients(backend, 1);
+    await backend.redis.restart({
+      whileDown: async () => {
+        await parkedAcross;
+        await assert.rejects(store.enqueue(newJob(Date.now())), unavailable);
+        await assert.rejects(store.readEvents(lost.id, "", 0), unavailable);
+      },
+    });
+    // It is back, empty (loaded scripts too: EVALSHA → NOSCRIPT → EVAL): the lost job is reported unknown.
+    const read = await store.readEvents(lost.id, "", 0);
+    assert.equal(read.state, "failed");
+    assert.equal((read.events[0] as { code?: string }).code, "unknown_job");
+    const kept = newJob(Date.now());
+    await store.enqueue(kept);
+
+    // The service unreachable: every step fails with StoreError("unavailable"), a parked claim too.
+    const parked = assert.rejects(
+      store.claim({ worker: worker("w-fault-01"), lanes: ["other"], activeJobs: [], max: 1, waitMs: 10_000 }),
+      unavailable,
+    );
+    await waitForBlockedClients(backend, 1);
+    await backend.bridge.pause(500);
+    await parked;
+    await assert.rejects(store.enqueue(newJob(Date.now())), unavailable);
+    await assert.rejects(
+      store.claim({ worker: worker("w-fault-01"), lanes: ["chat"], activeJobs: [], max: 1, waitMs: 0 }),
+      unavailable,
+    );
+
+    await backend.bridge.available();
+    const claimed = await eventually(() =>
+      store.claim({ worker: worker("w-fault-01"), lanes: ["chat"], activeJobs: [], max: 1, waitMs: 0 })
+    );
+    assert.deepEqual(claimed.jobs.map((j) => j.id), [kept.id]);
+  });
+});
+
+/** Waits until Redis reports `count` clients parked in a blocking command (a condition, not a sleep). */
+async function waitForBlockedClients(backend: Backend, count: number): Promise<void> {
+  const conn = await RespConnection.open(backend.redis.port);
+  try {
+    for (let i = 0; i < 500; i++) {
+      const reply = await conn.command("INFO", "clients");
+      const text = reply.kind === "bulk" && reply.value ? new TextDecoder().decode(reply.value) : "";
+      if (new RegExp(`blocked_clients:${count}\\b`).test(text)) return;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  } finally {
+    conn.close();
+  }
+  throw new Error(`redis never reported ${count} blocked clients`);
+}
+
+/** Retries a step that may meet one stale pooled HTTP connection right after the service came back. */
+async function eventually<T>(step: () => Promise<T>): Promise<T> {
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await step();
+    } catch (err) {
+      if (attempt >= 5 || !(err instanceof StoreError)) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
