@@ -145,6 +145,7 @@ function streamBody(
 /** One caller's view of one job: reads events in order, enforces the deadlines, cancels at most once. */
 export class JobRun implements EventSource {
   #cursor = "";
+  #queued = true;
   finished = false;
   #cancelled = false;
   readonly #deadlineAt: number;
@@ -167,9 +168,12 @@ export class JobRun implements EventSource {
     for (;;) {
       this.ctx.reapSoon();
       const now = this.ctx.now();
-      const wait = Math.max(0, Math.min(READ_WAIT_MS, this.#deadlineAt - now));
+      // Until a worker takes the job, the queue deadline is the nearer one.
+      const deadline = this.#queued ? Math.min(this.#deadlineAt, this.#queueDeadlineAt) : this.#deadlineAt;
+      const wait = Math.max(0, Math.min(READ_WAIT_MS, deadline - now));
       const read = await this.#store.readEvents(this.id, this.#cursor, wait, signal);
       this.#cursor = read.cursor;
+      this.#queued = read.state === "queued";
       this.#timing.saw(read.events, this.ctx.now());
       if (read.state !== "queued" && read.state !== "running") this.finished = true;
       if (read.events.length > 0 || this.finished) return read.events;

@@ -46,6 +46,8 @@ export async function handlePoll(
   role: string,
   signal: AbortSignal,
 ): Promise<Response> {
+  // Worker polls are the steadiest traffic there is: on Workers (no timers) they drive the sweep of lost leases.
+  ctx.reapSoon();
   const protocol = (body as { protocol?: unknown } | null)?.protocol;
   if (protocol !== PROTOCOL_VERSION) {
     throw new WorkerProtocolError(
