@@ -56,7 +56,7 @@ test("tools worker: a router without AUXOT_TOOLS_KEY_HASH refuses it, and it exi
 });
 
 const SECRETS = {
-  AUXOT_TOOLS_WEB_SEARCH__API_KEY: "brave-secret-1234",
+  AUXOT_TOOLS_WEB_SEARCH__BRAVE_SEARCH_API_KEY: "brave-secret-1234",
   AUXOT_TOOLS_WEB_FETCH__TOKEN: "fetch-secret-5678",
   AUXOT_TOOLS_CODE_EXECUTOR__UNUSED: "code-secret-9012",
 };
@@ -191,7 +191,7 @@ test("tools worker: built-in tools end to end, credentials routed per tool, limi
       assert.equal(url.pathname, "/res/v1/web/search");
       assert.equal(url.searchParams.get("q"), "deno manual");
       assert.equal(url.searchParams.get("count"), "2");
-      assert.equal(request.headers.get("x-subscription-token"), SECRETS.AUXOT_TOOLS_WEB_SEARCH__API_KEY);
+      assert.equal(request.headers.get("x-subscription-token"), SECRETS.AUXOT_TOOLS_WEB_SEARCH__BRAVE_SEARCH_API_KEY);
       const refused = await run("web_search", { query: "forbidden" });
       assert.equal(refused.body.is_error, true);
       assert.match(refused.body.content!, /rejected the API key/);
@@ -203,7 +203,9 @@ test("tools worker: built-in tools end to end, credentials routed per tool, limi
       const jobs = proxy.polls.flatMap((p) => (p as { jobs: { tool: string; credentials: unknown }[] }).jobs);
       const byTool = (tool: string) => jobs.filter((j) => j.tool === tool).map((j) => j.credentials);
       assert.ok(byTool("web_search").length >= 1);
-      for (const c of byTool("web_search")) assert.deepEqual(c, { API_KEY: SECRETS.AUXOT_TOOLS_WEB_SEARCH__API_KEY });
+      for (const c of byTool("web_search")) {
+        assert.deepEqual(c, { BRAVE_SEARCH_API_KEY: SECRETS.AUXOT_TOOLS_WEB_SEARCH__BRAVE_SEARCH_API_KEY });
+      }
       for (const c of byTool("web_fetch")) assert.deepEqual(c, { TOKEN: SECRETS.AUXOT_TOOLS_WEB_FETCH__TOKEN });
       // The fetched pages never saw another tool's secret.
       for (const request of web.requests) {

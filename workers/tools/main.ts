@@ -42,7 +42,7 @@ const USAGE = `Usage: deno task worker:tools --tools-key tls_... --router-url ht
   --code-allow-read LIST   paths code may read (or AUXOT_CODE_ALLOW_READ; default none)
   --name NAME              how the router shows this worker (default: the host name)
 
-Credentials (e.g. the Brave key) are set on the router, not here: AUXOT_TOOLS_WEB_SEARCH__API_KEY=...`;
+Credentials (e.g. the Brave key) are set on the router, not here: AUXOT_TOOLS_WEB_SEARCH__BRAVE_SEARCH_API_KEY=...`;
 
 export interface ToolsWorkerArgs {
   key: string;

@@ -1,7 +1,7 @@
 /**
  * The `web_search` tool: Brave Search's web search API (GET …/res/v1/web/search?q=…, key in
  * `X-Subscription-Token`). The key is a per-tool credential the router attaches to each call
- * (AUXOT_TOOLS_WEB_SEARCH__API_KEY); without it the call is a clear tool error. The endpoint is configurable
+ * (AUXOT_TOOLS_WEB_SEARCH__BRAVE_SEARCH_API_KEY); without it the call is a clear tool error. The endpoint is configurable
  * (--web-search-url) so tests and proxies can stand in for Brave.
  */
 import { z } from "zod";
@@ -47,10 +47,10 @@ export function webSearchTool(options: WebSearchOptions = {}): ServerTool {
     definition: spec.definition,
     async run(rawArgs, ctx) {
       const args = spec.parse(rawArgs);
-      const key = ctx.credentials.API_KEY;
+      const key = ctx.credentials.BRAVE_SEARCH_API_KEY;
       if (!key) {
         throw new ToolError(
-          "web_search is not configured: the router has no Brave Search API key (set AUXOT_TOOLS_WEB_SEARCH__API_KEY).",
+          "web_search is not configured: the router has no Brave Search API key (set AUXOT_TOOLS_WEB_SEARCH__BRAVE_SEARCH_API_KEY).",
         );
       }
       const url = new URL(endpoint);
@@ -97,7 +97,7 @@ export function webSearchTool(options: WebSearchOptions = {}): ServerTool {
 
 function statusMessage(status: number): string {
   if (status === 401 || status === 403) {
-    return "the search service rejected the API key (AUXOT_TOOLS_WEB_SEARCH__API_KEY)";
+    return "the search service rejected the API key (AUXOT_TOOLS_WEB_SEARCH__BRAVE_SEARCH_API_KEY)";
   }
   if (status === 429) return "the search service's rate limit was reached; try again later";
   if (status === 422 || status === 400) return "the search service refused the query";
