@@ -12,6 +12,11 @@ import { deploymentChecks } from "./ops/deploy-checks.ts";
 import { createStore } from "./store/create.ts";
 
 const ENV_FILE = Deno.env.get("AUXOT_ENV_FILE") ?? ".env";
+const ROLE_LABEL = {
+  admin: "worker key (GPU/CLI workers)",
+  api: "API key (callers)",
+  tools: "tools key (tools workers)",
+};
 
 async function readEnv(): Promise<Env> {
   const fromFile = await readDotEnv(ENV_FILE) ?? {};
@@ -19,9 +24,14 @@ async function readEnv(): Promise<Env> {
   return { ...fromFile, ...Deno.env.toObject() };
 }
 
-/** First run: no hashes anywhere and no .env yet → create keys so the README's first command just works. */
+/**
+ * First run: no hashes anywhere and no .env yet → create keys so the README's first command just works. Only on a
+ * terminal: a deployment's output goes to logs someone else keeps, where a key must never appear, so there a
+ * missing hash is a start-up error naming the variable.
+ */
 async function firstRunKeys(env: Env): Promise<Env> {
   if (env.AUXOT_ADMIN_KEY_HASH || env.AUXOT_API_KEY_HASH) return env;
+  if (!Deno.stderr.isTerminal()) return env;
   if (await readDotEnv(ENV_FILE) !== undefined) return env; // a .env exists: its problems are reported, not papered over
   const keys = await createKeys(["admin", "api", "tools"]);
   const lines = [
@@ -34,15 +44,7 @@ async function firstRunKeys(env: Env): Promise<Env> {
     "No keys were configured, so new ones were created. They are shown ONCE; the router keeps only their hashes,",
     `written to ${ENV_FILE} (mode 0600).`,
     "",
-    ...keys.map((k) =>
-      `  ${
-        k.role === "admin"
-          ? "worker key (GPU/CLI workers)"
-          : k.role === "api"
-          ? "API key (callers)          "
-          : "tools key (tools workers)   "
-      }  ${k.key}`
-    ),
+    ...keys.map((k) => `  ${ROLE_LABEL[k.role].padEnd(30)}${k.key}`),
     "",
   ];
   console.error(out.join("\n"));
