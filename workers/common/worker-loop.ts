@@ -287,8 +287,8 @@ export class WorkerLoop {
 }
 
 /**
- * Collects a job's events and posts them in batches: the first event of a batch starts a `flushMs` timer; a
- * terminal event flushes at once; an empty heartbeat goes out every third of the lease so long silent phases
+ * Collects a job's events and posts them in batches: the first output and a terminal event go out at once; any
+ * other event starts a `flushMs` timer; an empty heartbeat goes out every third of the lease so long silent phases
  * (prompt evaluation) keep the lease. Posts are sequential, so order and `seq` hold; a retried post is idempotent.
  */
 class BatchingSink implements EventSink {
@@ -313,9 +313,13 @@ class BatchingSink implements EventSink {
     if (this.terminated || this.#closed) return;
     if (this.controller.signal.aborted && !(event.type === "error" && this.abortReason)) return;
     this.#buffer.push(event);
+    const firstOutput = isOutput(event) && !this.hadOutput;
     if (isOutput(event)) this.hadOutput = true;
     if (isTerminal(event)) {
       this.terminated = true;
+      this.#flush();
+    } else if (firstOutput) {
+      // The first token goes out at once (time to first token); later ones ride in batches.
       this.#flush();
     } else {
       this.#timer ??= setTimeout(() => this.#flush(), this.loop.flushMs);
