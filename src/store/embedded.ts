@@ -20,7 +20,7 @@ import {
   StoreError,
   type StoreOptions,
 } from "./store.ts";
-import { cancelEvent, jobTopic, LANE_TOPIC_PREFIX, workerLostEvent } from "./shared.ts";
+import { cancelEvent, jobTopic, LANE_TOPIC_PREFIX, requeueable, workerLostEvent } from "./shared.ts";
 import { Wakeup } from "./wakeup.ts";
 
 interface JobEntry {
@@ -118,7 +118,7 @@ export class EmbeddedStore implements JobStore {
     entry.leaseExpiresAt = now + this.#opts.leaseMs;
     for (const event of fresh) {
       entry.attemptEvents++;
-      if (event.type === "error" && event.retryable && !entry.hasOutput) {
+      if (event.type === "error" && requeueable(event) && !entry.hasOutput) {
         // Nothing reached the caller yet: another worker can still serve it in full.
         this.#requeue(entry);
         break;

@@ -28,3 +28,12 @@ export function workerLostEvent(): JobEvent {
     code: "worker_lost",
   };
 }
+
+/**
+ * Whether an error event, arriving before any output, sends its job back to the queue for another worker. A rate
+ * limit does not: the caller is better served by a 429 with the real retry time than by a wait that ends in a
+ * queue timeout when every worker shares the limit.
+ */
+export function requeueable(event: Extract<JobEvent, { type: "error" }>): boolean {
+  return event.retryable && event.code !== "rate_limited";
+}

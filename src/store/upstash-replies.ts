@@ -2,6 +2,7 @@
  * Decoding what the Upstash store's scripts and stream reads answer (typed checks: a reply of the wrong shape is
  * a bug or a foreign key under our prefix, and fails loudly), and the per-event flags the append script reads.
  */
+import { requeueable } from "./shared.ts";
 import { z } from "zod";
 import { isOutput, JobEvent } from "../protocol/events.ts";
 import type { JobState, ReadResult } from "./store.ts";
@@ -21,7 +22,7 @@ const EventBatch = z.array(JobEvent);
 export function eventFlag(event: JobEvent): string {
   if (isOutput(event)) return "o";
   if (event.type === "done") return "d";
-  if (event.type === "error") return event.retryable ? "r" : "e";
+  if (event.type === "error") return requeueable(event) ? "r" : "e";
   return "-";
 }
 

@@ -397,4 +397,22 @@ export function storeConformance(name: string, make: MakeStore): void {
     assert.equal(counters["requests{api=openai}"], 3);
     assert.equal(counters["tokens{kind=prompt}"], 10);
   });
+
+  test("a rate-limited job fails with its retry time instead of going back to the queue", async ({ store }, clock) => {
+    const job = newJob(clock);
+    await store.enqueue(job);
+    await claimOne(store, worker("w-000001"));
+    const limited: JobEvent = {
+      type: "error",
+      message: "rate limited",
+      retryable: true,
+      code: "rate_limited",
+      retryAfterSeconds: 30,
+    };
+    await store.appendEvents(job.id, "w-000001", 0, [limited]);
+    const read = await store.readEvents(job.id, "", 0);
+    assert.equal(read.state, "failed");
+    assert.deepEqual(read.events, [limited]);
+    assert.deepEqual((await claimOne(store, worker("w-000002"))).jobs, []);
+  });
 }

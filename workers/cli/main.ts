@@ -1,0 +1,159 @@
+/**
+ * The CLI worker: `deno task worker:cli --gpu-key adm_... --router-url https://router.example`.
+ * Serves the router's jobs through the Claude Code CLI (a subscription or an API key), one CLI process per job.
+ * The router must run in CLI mode (AUXOT_ENGINE=cli); its policy names the model and the built-in CLI tools the
+ * operator enabled (none by default). Read docs/cli-workers.md first: serving a subscription through an API is
+ * likely against its terms.
+ * Ctrl-C finishes running jobs (or hands them back after a grace period) and exits cleanly.
+ */
+import { hostname } from "node:os";
+import process from "node:process";
+import { parseArgs } from "node:util";
+import { createLogger, LOG_LEVELS, type LogLevel } from "../../src/log.ts";
+import { FatalWorkerError, WorkerLoop } from "../common/worker-loop.ts";
+import { CliEngine } from "./cli-engine.ts";
+
+const USAGE = `Usage: deno task worker:cli --gpu-key adm_... --router-url https://router.example [options]
+
+  --gpu-key KEY         worker key from \`deno task setup --cli\` (or AUXOT_GPU_KEY)
+  --router-url URL      the router's base URL (or AUXOT_ROUTER_URL)
+  --claude-path PATH    the Claude Code executable (or AUXOT_CLAUDE_PATH; default: "claude" on PATH)
+  --pass-env NAMES      extra environment variables to pass to the CLI, comma-separated
+                        (ANTHROPIC_*, CLAUDE_CODE_* such as CLAUDE_CODE_OAUTH_TOKEN, AWS_*, proxies pass already)
+  --work-dir DIR        where per-job directories are made (default: the system temp folder)
+  --name NAME           how the dashboard shows this worker (default: the host name)
+
+Built-in CLI tools are chosen on the router (AUXOT_CLI_TOOLS), not here. Authenticate the CLI with
+CLAUDE_CODE_OAUTH_TOKEN (from \`claude setup-token\`) or ANTHROPIC_API_KEY in this worker's environment.`;
+
+export const WORKER_VERSION = "0.1.0";
+
+export interface CliWorkerArgs {
+  key: string;
+  routerUrl: string;
+  claudePath: string;
+  passEnv: string[];
+  workDir?: string;
+  name: string;
+  logLevel: LogLevel;
+}
+
+export class ArgsError extends Error {}
+
+export function parseCliWorkerArgs(argv: string[], env: Record<string, string | undefined>): CliWorkerArgs {
+  let values;
+  try {
+    values = parseArgs({
+      args: argv,
+      options: {
+        "gpu-key": { type: "string" },
+        "router-url": { type: "string" },
+        "claude-path": { type: "string" },
+        "pass-env": { type: "string" },
+        "work-dir": { type: "string" },
+        name: { type: "string" },
+        help: { type: "boolean" },
+      },
+      strict: true,
+    }).values;
+  } catch (err) {
+    throw new ArgsError(`${(err as Error).message}\n\n${USAGE}`);
+  }
+  if (values.help) throw new ArgsError(USAGE);
+  const routerUrl = values["router-url"] ?? env.AUXOT_ROUTER_URL;
+  if (!routerUrl) {
+    throw new ArgsError(`No router URL: pass --router-url https://your-router (or set AUXOT_ROUTER_URL).\n\n${USAGE}`);
+  }
+  if (!/^https?:\/\/[^\s]+$/.test(routerUrl)) {
+    throw new ArgsError(`--router-url must be an http(s) URL, got "${routerUrl}".`);
+  }
+  const key = values["gpu-key"] ?? env.AUXOT_GPU_KEY;
+  if (!key) {
+    throw new ArgsError(
+      "No worker key: pass --gpu-key adm_... (or set AUXOT_GPU_KEY); `deno task setup --cli` creates one.",
+    );
+  }
+  if (!key.startsWith("adm_")) {
+    throw new ArgsError("--gpu-key must be a worker key (adm_...), not an API or tools key.");
+  }
+  const passEnv = (values["pass-env"] ?? "").split(",").map((n) => n.trim()).filter(Boolean);
+  for (const name of passEnv) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new ArgsError(`--pass-env: "${name}" is not a variable name.`);
+    if (name.startsWith("AUXOT_")) {
+      throw new ArgsError(`--pass-env: ${name} is a router setting; it never reaches the CLI.`);
+    }
+  }
+  const logLevel = (env.AUXOT_LOG_LEVEL ?? "info").toLowerCase() as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) throw new ArgsError(`AUXOT_LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}.`);
+  return {
+    key,
+    routerUrl,
+    claudePath: values["claude-path"] ?? (env.AUXOT_CLAUDE_PATH || "claude"),
+    passEnv,
+    ...(values["work-dir"] ? { workDir: values["work-dir"] } : {}),
+    name: values.name ?? hostname(),
+    logLevel,
+  };
+}
+
+export async function runCliWorker(args: CliWorkerArgs): Promise<number> {
+  const log = createLogger(args.logLevel, (line) => console.error(line), { worker: "cli" });
+  const engine = new CliEngine({
+    claudePath: args.claudePath,
+    passEnv: args.passEnv,
+    secrets: [args.key],
+    ...(args.workDir ? { workDir: args.workDir } : {}),
+    log,
+  });
+  try {
+    const version = await engine.probe();
+    log.info("claude code found", { path: args.claudePath, version });
+  } catch (err) {
+    console.error(
+      `${(err as Error).message}\nInstall it (npm install -g @anthropic-ai/claude-code) or pass --claude-path.`,
+    );
+    return 2;
+  }
+  const loop = new WorkerLoop({
+    routerUrl: args.routerUrl,
+    key: args.key,
+    engine,
+    log,
+    name: args.name,
+    version: WORKER_VERSION,
+  });
+  log.info("worker starting", { id: loop.id, router: args.routerUrl, engine: "claude-code" });
+  let interrupts = 0;
+  const onSignal = () => {
+    if (++interrupts > 1) process.exit(130);
+    log.info("stopping: finishing running jobs (Ctrl-C again to quit now)", { running: loop.runningJobs });
+    void loop.stop();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    await loop.run();
+    log.info("worker stopped");
+    return 0;
+  } catch (err) {
+    if (err instanceof FatalWorkerError) {
+      log.error(err.message, { code: err.code });
+      return 1;
+    }
+    throw err;
+  } finally {
+    await engine.dispose();
+  }
+}
+
+if (import.meta.main) {
+  try {
+    process.exit(await runCliWorker(parseCliWorkerArgs(process.argv.slice(2), process.env)));
+  } catch (err) {
+    if (err instanceof ArgsError) {
+      console.error(err.message);
+      process.exit(2);
+    }
+    throw err;
+  }
+}
