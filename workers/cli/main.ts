@@ -7,10 +7,10 @@
  * Ctrl-C finishes running jobs (or hands them back after a grace period) and exits cleanly.
  */
 import { hostname } from "node:os";
-import process from "node:process";
 import { parseArgs } from "node:util";
-import { createLogger, LOG_LEVELS, type LogLevel } from "../../src/log.ts";
-import { FatalWorkerError, WorkerLoop } from "../common/worker-loop.ts";
+import { createLogger, type LogLevel } from "../../src/log.ts";
+import { WorkerLoop } from "../common/worker-loop.ts";
+import { ArgsError, connectionArgs, logLevelFrom, runUntilStopped, workerMain } from "../common/worker-main.ts";
 import { CliEngine } from "./cli-engine.ts";
 
 const USAGE = `Usage: deno task worker:cli --gpu-key adm_... --router-url https://router.example [options]
@@ -38,7 +38,14 @@ export interface CliWorkerArgs {
   logLevel: LogLevel;
 }
 
-export class ArgsError extends Error {}
+const CLI_CONNECTION = {
+  keyFlag: "--gpu-key",
+  keyVariable: "AUXOT_GPU_KEY",
+  keyPrefix: "adm_",
+  keyName: "worker key",
+  keyHint: "`deno task setup --cli` creates one.",
+  usage: USAGE,
+} as const;
 
 export function parseCliWorkerArgs(argv: string[], env: Record<string, string | undefined>): CliWorkerArgs {
   let values;
@@ -60,22 +67,11 @@ export function parseCliWorkerArgs(argv: string[], env: Record<string, string | 
     throw new ArgsError(`${(err as Error).message}\n\n${USAGE}`);
   }
   if (values.help) throw new ArgsError(USAGE);
-  const routerUrl = values["router-url"] ?? env.AUXOT_ROUTER_URL;
-  if (!routerUrl) {
-    throw new ArgsError(`No router URL: pass --router-url https://your-router (or set AUXOT_ROUTER_URL).\n\n${USAGE}`);
-  }
-  if (!/^https?:\/\/[^\s]+$/.test(routerUrl)) {
-    throw new ArgsError(`--router-url must be an http(s) URL, got "${routerUrl}".`);
-  }
-  const key = values["gpu-key"] ?? env.AUXOT_GPU_KEY;
-  if (!key) {
-    throw new ArgsError(
-      "No worker key: pass --gpu-key adm_... (or set AUXOT_GPU_KEY); `deno task setup --cli` creates one.",
-    );
-  }
-  if (!key.startsWith("adm_")) {
-    throw new ArgsError("--gpu-key must be a worker key (adm_...), not an API or tools key.");
-  }
+  const { routerUrl, key } = connectionArgs(
+    CLI_CONNECTION,
+    { routerUrl: values["router-url"], key: values["gpu-key"] },
+    env,
+  );
   const passEnv = (values["pass-env"] ?? "").split(",").map((n) => n.trim()).filter(Boolean);
   for (const name of passEnv) {
     if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new ArgsError(`--pass-env: "${name}" is not a variable name.`);
@@ -83,8 +79,7 @@ export function parseCliWorkerArgs(argv: string[], env: Record<string, string | 
       throw new ArgsError(`--pass-env: ${name} is a router setting; it never reaches the CLI.`);
     }
   }
-  const logLevel = (env.AUXOT_LOG_LEVEL ?? "info").toLowerCase() as LogLevel;
-  if (!LOG_LEVELS.includes(logLevel)) throw new ArgsError(`AUXOT_LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}.`);
+  const logLevel = logLevelFrom(env);
   return {
     key,
     routerUrl,
@@ -123,37 +118,7 @@ export async function runCliWorker(args: CliWorkerArgs): Promise<number> {
     version: WORKER_VERSION,
   });
   log.info("worker starting", { id: loop.id, router: args.routerUrl, engine: "claude-code" });
-  let interrupts = 0;
-  const onSignal = () => {
-    if (++interrupts > 1) process.exit(130);
-    log.info("stopping: finishing running jobs (Ctrl-C again to quit now)", { running: loop.runningJobs });
-    void loop.stop();
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  try {
-    await loop.run();
-    log.info("worker stopped");
-    return 0;
-  } catch (err) {
-    if (err instanceof FatalWorkerError) {
-      log.error(err.message, { code: err.code });
-      return 1;
-    }
-    throw err;
-  } finally {
-    await engine.dispose();
-  }
+  return await runUntilStopped(loop, engine, log);
 }
 
-if (import.meta.main) {
-  try {
-    process.exit(await runCliWorker(parseCliWorkerArgs(process.argv.slice(2), process.env)));
-  } catch (err) {
-    if (err instanceof ArgsError) {
-      console.error(err.message);
-      process.exit(2);
-    }
-    throw err;
-  }
-}
+if (import.meta.main) await workerMain(parseCliWorkerArgs, runCliWorker);

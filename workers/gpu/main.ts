@@ -8,10 +8,11 @@ import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import process from "node:process";
 import { parseArgs } from "node:util";
-import { createLogger, LOG_LEVELS, type LogLevel } from "../../src/log.ts";
+import { createLogger, type LogLevel } from "../../src/log.ts";
 import type { LoadedModel, Policy, WorkerJob } from "../../src/protocol/worker-protocol.ts";
 import type { Engine, EventSink } from "../common/engine.ts";
-import { FatalWorkerError, WorkerLoop } from "../common/worker-loop.ts";
+import { WorkerLoop } from "../common/worker-loop.ts";
+import { ArgsError, connectionArgs, logLevelFrom, runUntilStopped, workerMain } from "../common/worker-main.ts";
 import { createProgressReporter, downloadModel, hubSettingsFromEnv } from "./download.ts";
 import { ExternalEngine } from "./external-engine.ts";
 import { readGgufHeader } from "./gguf-header.ts";
@@ -46,7 +47,14 @@ export interface GpuWorkerArgs {
   logLevel: LogLevel;
 }
 
-export class ArgsError extends Error {}
+const GPU_CONNECTION = {
+  keyFlag: "--gpu-key",
+  keyVariable: "AUXOT_GPU_KEY",
+  keyPrefix: "adm_",
+  keyName: "worker key",
+  keyHint: "`deno task setup` creates one.",
+  usage: USAGE,
+} as const;
 
 export function parseGpuWorkerArgs(argv: string[], env: Record<string, string | undefined>): GpuWorkerArgs {
   let values;
@@ -71,22 +79,11 @@ export function parseGpuWorkerArgs(argv: string[], env: Record<string, string | 
     throw new ArgsError(`${(err as Error).message}\n\n${USAGE}`);
   }
   if (values.help) throw new ArgsError(USAGE);
-  const key = values["gpu-key"] ?? env.AUXOT_GPU_KEY;
-  const routerUrl = values["router-url"] ?? env.AUXOT_ROUTER_URL;
-  if (!routerUrl) {
-    throw new ArgsError(`No router URL: pass --router-url https://your-router (or set AUXOT_ROUTER_URL).\n\n${USAGE}`);
-  }
-  if (!/^https?:\/\/[^\s]+$/.test(routerUrl)) {
-    throw new ArgsError(`--router-url must be an http(s) URL, got "${routerUrl}".`);
-  }
-  if (!key) {
-    throw new ArgsError(
-      `No worker key: pass --gpu-key adm_... (or set AUXOT_GPU_KEY); \`deno task setup\` creates one.`,
-    );
-  }
-  if (!key.startsWith("adm_")) {
-    throw new ArgsError("--gpu-key must be a worker key (adm_...), not an API or tools key.");
-  }
+  const { routerUrl, key } = connectionArgs(
+    GPU_CONNECTION,
+    { routerUrl: values["router-url"], key: values["gpu-key"] },
+    env,
+  );
   const int = (name: string, raw: string | undefined, min: number): number | undefined => {
     if (raw === undefined || raw === "") return undefined;
     if (!/^\d+$/.test(raw) || Number(raw) < min) {
@@ -95,8 +92,7 @@ export function parseGpuWorkerArgs(argv: string[], env: Record<string, string | 
     return Number(raw);
   };
   const layersRaw = values["gpu-layers"] ?? env.AUXOT_GPU_LAYERS;
-  const logLevel = (env.AUXOT_LOG_LEVEL ?? "info").toLowerCase() as LogLevel;
-  if (!LOG_LEVELS.includes(logLevel)) throw new ArgsError(`AUXOT_LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}.`);
+  const logLevel = logLevelFrom(env);
   return {
     key,
     routerUrl,
@@ -198,37 +194,7 @@ export async function runGpuWorker(args: GpuWorkerArgs): Promise<number> {
     router: args.routerUrl,
     engine: args.llamaUrl ? "external" : "node-llama-cpp",
   });
-  let interrupts = 0;
-  const onSignal = () => {
-    if (++interrupts > 1) process.exit(130);
-    log.info("stopping: finishing running jobs (Ctrl-C again to quit now)", { running: loop.runningJobs });
-    void loop.stop();
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
-  try {
-    await loop.run();
-    log.info("worker stopped");
-    return 0;
-  } catch (err) {
-    if (err instanceof FatalWorkerError) {
-      log.error(err.message, { code: err.code });
-      return 1;
-    }
-    throw err;
-  } finally {
-    await engine.dispose();
-  }
+  return await runUntilStopped(loop, engine, log);
 }
 
-if (import.meta.main) {
-  try {
-    process.exit(await runGpuWorker(parseGpuWorkerArgs(process.argv.slice(2), process.env)));
-  } catch (err) {
-    if (err instanceof ArgsError) {
-      console.error(err.message);
-      process.exit(2);
-    }
-    throw err;
-  }
-}
+if (import.meta.main) await workerMain(parseGpuWorkerArgs, runGpuWorker);

@@ -5,11 +5,11 @@
  * The router accepts it only when AUXOT_TOOLS_KEY_HASH is set there. Ctrl-C finishes running calls and exits.
  */
 import { hostname } from "node:os";
-import process from "node:process";
 import { parseArgs } from "node:util";
 import { parseDuration } from "../../src/duration.ts";
-import { createLogger, LOG_LEVELS, type Logger, type LogLevel } from "../../src/log.ts";
-import { FatalWorkerError, WorkerLoop } from "../common/worker-loop.ts";
+import { createLogger, type Logger, type LogLevel } from "../../src/log.ts";
+import { WorkerLoop } from "../common/worker-loop.ts";
+import { ArgsError, connectionArgs, logLevelFrom, runUntilStopped, workerMain } from "../common/worker-main.ts";
 import { prepareCodeExecutor } from "./code-executor.ts";
 import { McpHub, parseMcpConfig } from "./mcp.ts";
 import { AllowList } from "./net-guard.ts";
@@ -44,6 +44,15 @@ const USAGE = `Usage: deno task worker:tools --tools-key tls_... --router-url ht
 
 Credentials (e.g. the Brave key) are set on the router, not here: AUXOT_TOOLS_WEB_SEARCH__BRAVE_SEARCH_API_KEY=...`;
 
+const TOOLS_CONNECTION = {
+  keyFlag: "--tools-key",
+  keyVariable: "AUXOT_TOOLS_KEY",
+  keyPrefix: "tls_",
+  keyName: "tools key",
+  keyHint: "`deno task setup` creates one, and the router must have its hash in AUXOT_TOOLS_KEY_HASH.",
+  usage: USAGE,
+} as const;
+
 export interface ToolsWorkerArgs {
   key: string;
   routerUrl: string;
@@ -60,8 +69,6 @@ export interface ToolsWorkerArgs {
   name: string;
   logLevel: LogLevel;
 }
-
-export class ArgsError extends Error {}
 
 export function parseToolsWorkerArgs(argv: string[], env: Record<string, string | undefined>): ToolsWorkerArgs {
   let values;
@@ -94,23 +101,10 @@ export function parseToolsWorkerArgs(argv: string[], env: Record<string, string 
     const value = values[flag] ?? env[variable];
     return typeof value === "string" && value.trim() !== "" ? value.trim() : undefined;
   };
-  const routerUrl = pick("router-url", "AUXOT_ROUTER_URL");
-  if (!routerUrl) {
-    throw new ArgsError(`No router URL: pass --router-url https://your-router (or set AUXOT_ROUTER_URL).\n\n${USAGE}`);
-  }
-  if (!/^https?:\/\/[^\s]+$/.test(routerUrl)) {
-    throw new ArgsError(`--router-url must be an http(s) URL, got "${routerUrl}".`);
-  }
-  const key = pick("tools-key", "AUXOT_TOOLS_KEY");
-  if (!key) {
-    throw new ArgsError(
-      "No tools key: pass --tools-key tls_... (or set AUXOT_TOOLS_KEY); `deno task setup` creates one, and the " +
-        "router must have its hash in AUXOT_TOOLS_KEY_HASH.",
-    );
-  }
-  if (!key.startsWith("tls_")) {
-    throw new ArgsError("--tools-key must be a tools key (tls_...), not a worker or API key.");
-  }
+  const { routerUrl, key } = connectionArgs(TOOLS_CONNECTION, {
+    routerUrl: pick("router-url", "AUXOT_ROUTER_URL"),
+    key: pick("tools-key", "AUXOT_TOOLS_KEY"),
+  }, env);
 
   const list = (raw: string | undefined) => (raw ?? "").split(",").map((s) => s.trim()).filter(Boolean);
   const builtinsRaw = pick("builtins", "AUXOT_TOOLS_BUILTINS");
@@ -143,8 +137,7 @@ export function parseToolsWorkerArgs(argv: string[], env: Record<string, string 
   if (webSearchUrl && !/^https?:\/\/[^\s]+$/.test(webSearchUrl)) {
     throw new ArgsError(`--web-search-url must be an http(s) URL, got "${webSearchUrl}".`);
   }
-  const logLevel = (env.AUXOT_LOG_LEVEL ?? "info").toLowerCase() as LogLevel;
-  if (!LOG_LEVELS.includes(logLevel)) throw new ArgsError(`AUXOT_LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}.`);
+  const logLevel = logLevelFrom(env);
   return {
     key,
     routerUrl,
@@ -229,42 +222,11 @@ export async function runToolsWorker(args: ToolsWorkerArgs): Promise<number> {
       version: WORKER_VERSION,
     });
     log.info("tools worker starting", { id: loop.id, router: args.routerUrl, tools: [...engine.tools().keys()] });
-    let interrupts = 0;
-    const onSignal = () => {
-      if (++interrupts > 1) process.exit(130);
-      log.info("stopping: finishing running tool calls (Ctrl-C again to quit now)", { running: loop.runningJobs });
-      void loop.stop();
-    };
-    process.on("SIGINT", onSignal);
-    process.on("SIGTERM", onSignal);
-    try {
-      await loop.run();
-      log.info("worker stopped");
-      return 0;
-    } catch (err) {
-      if (err instanceof FatalWorkerError) {
-        log.error(err.message, { code: err.code });
-        return 1;
-      }
-      throw err;
-    } finally {
-      process.off("SIGINT", onSignal);
-      process.off("SIGTERM", onSignal);
-    }
+    return await runUntilStopped(loop, engine, log, "tool calls");
   } finally {
     await mcp?.close();
     await Deno.remove(workDir, { recursive: true }).catch(() => {});
   }
 }
 
-if (import.meta.main) {
-  try {
-    process.exit(await runToolsWorker(parseToolsWorkerArgs(process.argv.slice(2), process.env)));
-  } catch (err) {
-    if (err instanceof ArgsError) {
-      console.error(err.message);
-      process.exit(2);
-    }
-    throw err;
-  }
-}
+if (import.meta.main) await workerMain(parseToolsWorkerArgs, runToolsWorker);
