@@ -6,29 +6,18 @@
 import assert from "node:assert/strict";
 import { generateKey, hashKey } from "../../src/auth/keys.ts";
 import type { StatusReport } from "../../src/ops/status.ts";
-import { startRedisServer } from "../fixtures/redis-server.ts";
-import { startUpstashBridge, type UpstashBridge } from "../fixtures/upstash-bridge.ts";
-import { startWorkerd, type WorkerdInstance } from "../fixtures/workerd.ts";
-
-const workersEntry = new URL("../../src/entry-workers.ts", import.meta.url).pathname;
+import { startWorkersStack } from "../fixtures/workers-stack.ts";
+import type { WorkerdInstance } from "../fixtures/workerd.ts";
 
 Deno.test("ops under workerd: dashboard files, status API with counters summed in Upstash", async () => {
-  const redis = await startRedisServer();
-  let bridge: UpstashBridge | undefined;
+  const stack = await startWorkersStack();
   let router: WorkerdInstance | undefined;
   try {
-    const token = crypto.randomUUID();
-    bridge = await startUpstashBridge({ redisPort: redis.port, token });
     const apiKey = generateKey("api");
     const adminKey = generateKey("admin");
-    router = await startWorkerd({
-      entry: workersEntry,
-      bindings: {
-        AUXOT_API_KEY_HASH: await hashKey(apiKey),
-        AUXOT_ADMIN_KEY_HASH: await hashKey(adminKey),
-        AUXOT_REDIS_URL: bridge.url,
-        AUXOT_REDIS_TOKEN: token,
-      },
+    router = await stack.startRouter({
+      AUXOT_API_KEY_HASH: await hashKey(apiKey),
+      AUXOT_ADMIN_KEY_HASH: await hashKey(adminKey),
     });
     const url = router.url;
     const logs = () => `\nworkerd logs:\n${router?.logs()}`;
@@ -59,7 +48,6 @@ Deno.test("ops under workerd: dashboard files, status API with counters summed i
     assert.ok(!text.includes(adminKey) && !text.includes(apiKey));
   } finally {
     await router?.stop();
-    await bridge?.close();
-    await redis.stop();
+    await stack.close();
   }
 });
