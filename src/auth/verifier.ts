@@ -2,8 +2,10 @@
  * Authentication of every request: which role a presented key has. A key is verified with Argon2id once, then
  * recognised by a keyed digest (HMAC-SHA-256, never the key itself) cached in this isolate and, for other
  * isolates and instances, in the store with a TTL. Wrong keys cost bounded CPU and memory: malformed keys and
- * keys of the wrong role are refused before any hashing, Argon2id runs on a small bounded pool, and clients with
- * repeated failures are throttled (a bounded table, oldest entries dropped).
+ * keys of the wrong role are refused before any hashing; a wrong key seen recently is refused from a bounded
+ * table of digests; clients with repeated failures are throttled (a bounded table, oldest entries dropped); and
+ * Argon2id itself — synchronous WASM that holds the event loop ~100 ms — runs at most a few times a second for the
+ * whole instance, so a flood spread over many addresses cannot starve requests whose keys are already known.
  */
 import { ApiError } from "../http/errors.ts";
 import type { JobStore } from "../store/store.ts";
@@ -20,9 +22,12 @@ export interface VerifierOptions {
   maxWaitingVerifications?: number;
   /** Failed verifications per client per minute before that client is refused (429). */
   maxFailuresPerMinute?: number;
+  /** Argon2id verifications per second for the whole instance (a token bucket with this burst). */
+  maxVerificationsPerSecond?: number;
 }
 
 const LOCAL_CACHE_MAX = 1_000;
+const NEGATIVE_CACHE_MAX = 10_000;
 const CLIENT_TABLE_MAX = 10_000;
 const ROLE_NAMES: Record<KeyRole, string> = { admin: "worker (adm_)", api: "API (rtr_)", tools: "tools (tls_)" };
 
@@ -33,6 +38,10 @@ export class KeyVerifier {
   readonly #local = new Map<string, { role: KeyRole; expiresAt: number }>();
   readonly #inFlight = new Map<string, Promise<boolean>>();
   readonly #failures = new Map<string, { count: number; since: number }>();
+  /** Digests of keys that failed verification recently (bounded, oldest dropped): a repeated wrong key is cheap. */
+  readonly #rejected = new Map<string, number>();
+  #budget: number;
+  #budgetAt = 0;
   #hmacKey?: Promise<CryptoKey>;
   #running = 0;
   readonly #queue: (() => void)[] = [];
@@ -48,7 +57,9 @@ export class KeyVerifier {
       maxConcurrentVerifications: options.maxConcurrentVerifications ?? 2,
       maxWaitingVerifications: options.maxWaitingVerifications ?? 16,
       maxFailuresPerMinute: options.maxFailuresPerMinute ?? 10,
+      maxVerificationsPerSecond: options.maxVerificationsPerSecond ?? 4,
     };
+    this.#budget = this.#opts.maxVerificationsPerSecond;
   }
 
   /** The presented key from `Authorization: Bearer …` or `x-api-key`. */
@@ -87,6 +98,10 @@ export class KeyVerifier {
       this.stats.cacheHits++;
       return role;
     }
+    if ((this.#rejected.get(digest) ?? 0) > now) {
+      this.#fail(client, now);
+      throw new ApiError("authentication", "Invalid API key.");
+    }
     this.#throttle(client, now);
     if (await this.#store.getVerifiedKey(digest) === role) {
       this.#remember(digest, role, now);
@@ -99,6 +114,8 @@ export class KeyVerifier {
     }
     if (!await pending) {
       this.#fail(client, now);
+      if (this.#rejected.size >= NEGATIVE_CACHE_MAX) this.#rejected.delete(this.#rejected.keys().next().value!);
+      this.#rejected.set(digest, now + this.#opts.cacheTtlMs);
       throw new ApiError("authentication", "Invalid API key.");
     }
     this.#remember(digest, role, now);
@@ -113,6 +130,7 @@ export class KeyVerifier {
   }
 
   async #verify(key: string, phc: Argon2Phc): Promise<boolean> {
+    this.#spendBudget();
     if (this.#running >= this.#opts.maxConcurrentVerifications) {
       if (this.#queue.length >= this.#opts.maxWaitingVerifications) {
         this.stats.throttled++;
@@ -130,6 +148,21 @@ export class KeyVerifier {
       this.#running--;
       this.#queue.shift()?.();
     }
+  }
+
+  /** Takes one Argon2id verification from the instance-wide budget, or refuses with a 429. */
+  #spendBudget(): void {
+    const now = this.#opts.now();
+    const rate = this.#opts.maxVerificationsPerSecond;
+    this.#budget = Math.min(rate, this.#budget + (now - this.#budgetAt) * rate / 1000);
+    this.#budgetAt = now;
+    if (this.#budget < 1) {
+      this.stats.throttled++;
+      throw new ApiError("rate_limit", "Too many new keys to verify right now; retry shortly.", {
+        retryAfterSeconds: 1,
+      });
+    }
+    this.#budget--;
   }
 
   #throttle(client: string, now: number): void {
