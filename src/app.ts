@@ -82,7 +82,15 @@ export function createApp(deps: AppDeps): App {
     metrics,
     background,
     auth: new KeyVerifier({ hashes: deps.config.keyHashes, store: deps.store, now }),
-    reapSoon: createReaper(deps.store, deps.log, metrics, now, background),
+    // Sweeping is free in memory; on a shared store each sweep is a billed command, and leases last 30 s.
+    reapSoon: createReaper(
+      deps.store,
+      deps.log,
+      metrics,
+      now,
+      background,
+      deps.store.kind === "embedded" ? 1_000 : 10_000,
+    ),
   };
 
   const authorize = async (request: IRequest, call: CallInfo, roles: KeyRole[]) => {

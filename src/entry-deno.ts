@@ -89,7 +89,7 @@ async function main(): Promise<void> {
       log.info("router listening", { url: `http://${hostname}:${port}`, ...describeConfig(config) }),
   }, (request, info) => app.fetch(request, { client: (info.remoteAddr as Deno.NetAddr).hostname }));
   // A long-lived process sweeps on a timer too, so leases expire even when no request arrives.
-  const sweeper = setInterval(() => app.ctx.reapSoon(), 2_000);
+  const sweeper = setInterval(() => app.ctx.reapSoon(), store.kind === "embedded" ? 2_000 : 30_000);
   const stop = () => {
     log.info("shutting down");
     clearInterval(sweeper);

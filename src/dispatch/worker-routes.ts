@@ -102,6 +102,7 @@ export async function handlePoll(
     cancelled: result.cancelled,
     leaseMs: ctx.config.leaseMs,
     flushMs: ctx.store.kind === "embedded" ? 20 : 250,
+    ...(ctx.store.kind === "embedded" ? {} : { maxFlushMs: 1_000 }),
   };
   if (response.jobs.length > 0) {
     ctx.log.debug("jobs handed out", {

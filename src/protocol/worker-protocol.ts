@@ -125,6 +125,11 @@ export const PollResponse = z.object({
   leaseMs: z.number().int().positive(),
   /** How long the worker may hold a job's events before posting them (the store's cost decides: ~20 ms embedded). */
   flushMs: z.number().int().positive(),
+  /**
+   * On a store where each post is billed, the hold doubles after each batch of a job up to this (first token
+   * still goes out at once): a long answer costs a few posts, not one every `flushMs`. Absent: always `flushMs`.
+   */
+  maxFlushMs: z.number().int().positive().optional(),
 });
 export type PollResponse = z.infer<typeof PollResponse>;
 

@@ -54,6 +54,7 @@ export class WorkerLoop {
   #loaded?: LoadedModel;
   #leaseMs = 30_000;
   #flushMs = 20;
+  #maxFlushMs = 20;
   #stopping = false;
   #applying?: Promise<void>;
   #applyFailures = 0;
@@ -184,6 +185,7 @@ export class WorkerLoop {
     this.#policy = response.policy;
     this.#leaseMs = response.leaseMs;
     this.#flushMs = response.flushMs;
+    this.#maxFlushMs = Math.max(response.flushMs, response.maxFlushMs ?? response.flushMs);
     for (const id of response.cancelled) this.#running.get(id)?.controller.abort();
     for (const job of response.jobs) this.#start(job);
   }
@@ -245,6 +247,9 @@ export class WorkerLoop {
   get flushMs(): number {
     return this.#flushMs;
   }
+  get maxFlushMs(): number {
+    return this.#maxFlushMs;
+  }
 
   /** POSTs JSON; undefined when aborted. Throws FatalWorkerError on refusals, RetryableHttpError otherwise. */
   async #post(path: string, body: unknown, signal?: AbortSignal): Promise<unknown> {
@@ -297,6 +302,7 @@ class BatchingSink implements EventSink {
   #timer?: ReturnType<typeof setTimeout>;
   #heartbeat: ReturnType<typeof setInterval>;
   #chain: Promise<void> = Promise.resolve();
+  #batches = 0;
   #closed = false;
   terminated = false;
   hadOutput = false;
@@ -322,11 +328,17 @@ class BatchingSink implements EventSink {
       // The first token goes out at once (time to first token); later ones ride in batches.
       this.#flush();
     } else {
-      this.#timer ??= setTimeout(() => this.#flush(), this.loop.flushMs);
+      this.#timer ??= setTimeout(() => this.#flush(), this.#holdMs());
     }
   }
 
+  /** flushMs, doubling with each batch posted up to maxFlushMs. */
+  #holdMs(): number {
+    return Math.min(this.loop.maxFlushMs, this.loop.flushMs * 2 ** Math.min(this.#batches, 10));
+  }
+
   #flush(): void {
+    if (this.#buffer.length > 0) this.#batches++;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     const events = this.#buffer;
