@@ -25,6 +25,8 @@ export interface RouterConfig {
   jobTimeoutMs: number;
   queueTimeoutMs: number;
   leaseMs: number;
+  /** Longest a worker's poll is held open (below the idle timeout of any proxy in front of the router). */
+  pollWaitMs: number;
   maxBodyBytes: number;
   logLevel: LogLevel;
   /** Allows /metrics without the admin key (for a scraper on a private network). */
@@ -47,6 +49,7 @@ export const DEFAULTS = {
   AUXOT_JOB_TIMEOUT: "5m",
   AUXOT_QUEUE_TIMEOUT: "2m",
   AUXOT_LEASE_TIMEOUT: "30s",
+  AUXOT_POLL_WAIT: "25s",
   AUXOT_MAX_BODY_BYTES: String(16 * 1024 * 1024),
   AUXOT_LOG_LEVEL: "info",
   AUXOT_ENGINE: "llama",
@@ -104,6 +107,8 @@ export function loadConfig(env: Env): RouterConfig {
   const jobTimeoutMs = duration("AUXOT_JOB_TIMEOUT");
   const queueTimeoutMs = duration("AUXOT_QUEUE_TIMEOUT");
   const leaseMs = duration("AUXOT_LEASE_TIMEOUT");
+  const pollWaitMs = duration("AUXOT_POLL_WAIT");
+  if (pollWaitMs > 60_000) problems.push(`AUXOT_POLL_WAIT must be at most 60s (workers ask for at most that).`);
   const maxBodyBytes = int("AUXOT_MAX_BODY_BYTES", 1_024, 1_073_741_824);
 
   const logLevel = get("AUXOT_LOG_LEVEL").toLowerCase() as LogLevel;
@@ -178,6 +183,7 @@ export function loadConfig(env: Env): RouterConfig {
     jobTimeoutMs,
     queueTimeoutMs,
     leaseMs,
+    pollWaitMs,
     maxBodyBytes,
     logLevel,
     metricsPublic: metricsPublic === "true",

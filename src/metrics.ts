@@ -108,7 +108,7 @@ export interface ShareOptions {
   background: (work: Promise<unknown>) => void;
   /** Sum counters in the store (default: when the store is shared, i.e. not embedded). */
   shared?: boolean;
-  /** At most one flush per interval per instance (default 5 s). */
+  /** At most one flush per interval per instance (default 20 s). */
   flushIntervalMs?: number;
 }
 
@@ -117,7 +117,8 @@ export class Metrics {
   #store?: JobStore;
   #shared = false;
   #background: (work: Promise<unknown>) => void = () => {};
-  #flushIntervalMs = 5_000;
+  /** Each flush is a billed store command; 20 s stays inside Workers' 30 s waitUntil window after a response. */
+  #flushIntervalMs = 20_000;
   #flushScheduled = false;
   #flushing?: Promise<void>;
   /** Store commands already added to the store's sum (shared mode). */

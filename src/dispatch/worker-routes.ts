@@ -14,9 +14,6 @@ import {
 import type { RouterContext } from "./context.ts";
 import { json } from "./chat.ts";
 
-/** Below the idle timeouts of common proxies and load balancers (30–60 s). */
-export const MAX_POLL_WAIT_MS = 25_000;
-
 export class WorkerProtocolError extends Error {
   constructor(readonly status: number, readonly code: string, message: string, readonly fatal: boolean) {
     super(message);
@@ -84,7 +81,9 @@ export async function handlePoll(
   const lanes = workerLanes(ctx, worker);
   // A worker that has not loaded the current policy gets it at once and no jobs; it polls again once loaded.
   const ready = worker.kind === "tools" || worker.loaded?.policyVersion === policy.version;
-  const waitMs = ready ? Math.min(poll.waitMs ?? MAX_POLL_WAIT_MS, MAX_POLL_WAIT_MS) : 0;
+  // AUXOT_POLL_WAIT (25 s by default) stays below common proxy idle timeouts; longer polls cost fewer commands.
+  const cap = ctx.config.pollWaitMs;
+  const waitMs = ready ? Math.min(poll.waitMs ?? cap, cap) : 0;
   const result = await ctx.store.claim({
     worker,
     lanes: ready ? lanes : [],

@@ -9,7 +9,7 @@
  * - a caller waiting for events uses XREAD BLOCK on the job's stream (one command per batch it receives), and only
  *   every callerTimeoutMs/4 the read script that marks it alive;
  * - a parked worker poll uses BLPOP on its lanes' wake lists, so an idle worker costs a few commands a minute;
- * - blocking commands are bounded (maxBlockMs, 25 s) with an HTTP timeout longer than that, and if the service
+ * - blocking commands are bounded (maxBlockMs, 60 s) with an HTTP timeout longer than that, and if the service
  *   rejects them the store falls back to polling with backoff;
  * - waiters of this instance are also woken in-process: a batch posted through this instance reaches a reader
  *   here from memory (no command at all), a job enqueued here wakes a worker poll parked here at once.
@@ -71,8 +71,8 @@ export interface UpstashStoreConfig {
 
 type RaceOutcome<T> = { kind: "local" } | { kind: "remote"; value: T } | { kind: "timeout" } | { kind: "fallback" };
 
-/** One block covers a whole worker poll (capped at 25 s by the router): two commands per idle poll. */
-const MAX_BLOCK_MS = 25_000;
+/** One block covers a whole worker poll (AUXOT_POLL_WAIT, at most 60 s): two commands per idle poll. */
+const MAX_BLOCK_MS = 60_000;
 /** Added to a blocking command's own timeout for its HTTP timeout. */
 const BLOCK_HTTP_MARGIN_MS = 10_000;
 /** Shorter waits are not worth a blocking command. */

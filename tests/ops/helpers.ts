@@ -24,7 +24,7 @@ export interface OpsRouter {
 
 /**
  * `store`: a store of the caller's (closed by the caller), e.g. one UpstashStore per router to play several
- * instances; `flushIntervalMs`: how often shared counters are flushed (the router's default is 5 s).
+ * instances; `flushIntervalMs`: how often shared counters are flushed (the router's default is 20 s).
  */
 export async function startOpsRouter(
   env: Env = {},

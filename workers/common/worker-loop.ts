@@ -127,7 +127,7 @@ export class WorkerLoop {
       await this.#poll(0);
       return;
     }
-    await this.#poll(policy ? this.opts.pollWaitMs ?? 25_000 : 0);
+    await this.#poll(policy ? this.opts.pollWaitMs ?? 60_000 : 0);
   }
 
   /** Loads a policy in the background; a failure is logged and retried after a backoff, not fatal. */
