@@ -31,7 +31,9 @@ async function setup(args: string[], cwd: string) {
   return { code: out.code, stdout: new TextDecoder().decode(out.stdout), stderr: new TextDecoder().decode(out.stderr) };
 }
 
-const keysIn = (text: string) => [...new Set([...text.matchAll(/(?<![\w-])(adm|rtr|tls)_[\w-]{43}(?![\w-])/g)].map((m) => m[0]))];
+const keysIn = (
+  text: string,
+) => [...new Set([...text.matchAll(/(?<![\w-])(adm|rtr|tls)_[\w-]{43}(?![\w-])/g)].map((m) => m[0]))];
 
 async function inTemp(fn: (dir: string) => Promise<void>) {
   const dir = await mkdtemp(join(tmpdir(), "auxot-setup-"));
@@ -103,12 +105,16 @@ Deno.test("setup --new-tools-key rotates only the tools hash", () =>
     assert.equal(await verifyKey(keysIn(rotated.stdout)[0], parsePhc(after.AUXOT_TOOLS_KEY_HASH)!), true);
   }));
 
-Deno.test("setup --fly prints fly secrets with hashes and the policy; --cli prints CLI mode", () =>
+Deno.test("setup --fly / --wrangler print secrets commands with the hashes; --cli prints CLI mode", () =>
   inTemp(async (dir) => {
     const fly = await setup(["--fly"], dir);
     assert.equal(fly.code, 0);
     assert.match(fly.stdout, /fly secrets set AUXOT_ADMIN_KEY_HASH='\$argon2id\$v=19\$/);
     assert.match(fly.stdout, /AUXOT_TOOLS_KEY_HASH='\$argon2id/);
+    const wrangler = await setup(["--wrangler"], dir);
+    assert.equal(wrangler.code, 0);
+    assert.match(wrangler.stdout, /printf %s '\$argon2id\$v=19\$[^']+' \| npx wrangler secret put AUXOT_API_KEY_HASH/);
+    assert.match(wrangler.stdout, /AUXOT_REDIS_URL/);
     const cli = await setup(["--cli", "--model", "opus", "--router-url", "https://r.example"], dir);
     assert.equal(cli.code, 0);
     assert.match(cli.stdout, /AUXOT_ENGINE=cli/);
