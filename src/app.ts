@@ -28,7 +28,7 @@ import type { RouterConfig } from "./config.ts";
 import { dispatchChat, json } from "./dispatch/chat.ts";
 import { createReaper, type RouterContext } from "./dispatch/context.ts";
 import { conversationKeyOf } from "./dispatch/conversation.ts";
-import { handleEvents, handlePoll, workerErrorResponse } from "./dispatch/worker-routes.ts";
+import { handleEvents, handlePoll, workerErrorResponse, WorkerProtocolError } from "./dispatch/worker-routes.ts";
 import { fleetHealth } from "./dispatch/health.ts";
 import { ApiError, toApiError } from "./http/errors.ts";
 import { readJsonBody } from "./http/body.ts";
@@ -37,7 +37,7 @@ import { Metrics } from "./metrics.ts";
 import { registerOps } from "./ops/routes.ts";
 import { serverToolLoop } from "./tools/loop.ts";
 import { registerToolRoutes } from "./tools/routes.ts";
-import type { JobStore } from "./store/store.ts";
+import { type JobStore, StoreError } from "./store/store.ts";
 
 export interface AppDeps {
   config: RouterConfig;
@@ -143,17 +143,20 @@ export function createApp(deps: AppDeps): App {
         const role = await authorize(request, call, ["admin", "tools"]);
         return await handler(request, role);
       } catch (err) {
-        if (!(err instanceof ApiError)) {
+        // A worker's own mistake (a 400 it is told about) is not the router's error: it must not flood the log.
+        if (!(err instanceof ApiError) && !(err instanceof WorkerProtocolError)) {
           deps.log.error("worker request failed", { path: new URL(request.url).pathname, error: err });
         }
-        return workerErrorResponse(err);
+        return workerErrorResponse(storeUnavailable(err) ?? err);
       }
     };
 
   const router: RouterType<IRequest, [CallInfo]> = Router({
     catch: (err: unknown, request: IRequest) => {
-      const apiError = toApiError(err);
-      if (!(err instanceof ApiError)) {
+      const unavailable = storeUnavailable(err);
+      const apiError = unavailable ?? toApiError(err);
+      if (unavailable) deps.log.warn("store unavailable", { path: new URL(request.url).pathname, error: err });
+      else if (!(err instanceof ApiError)) {
         deps.log.error("request failed", { path: new URL(request.url).pathname, error: err });
       }
       const anthropic = isAnthropic(request);
@@ -231,4 +234,10 @@ function apiOf(path: string): string {
   if (path.includes("/chat/completions") || path.includes("/completions") || path.includes("/models")) return "openai";
   if (path.includes("/tools")) return "tools";
   return "other";
+}
+
+/** A store outage (Redis unreachable) is a 503 with retry-after: the request may well succeed in a moment. */
+function storeUnavailable(err: unknown): ApiError | undefined {
+  if (!(err instanceof StoreError) || err.code !== "unavailable") return undefined;
+  return new ApiError("overloaded", "The router's job store is unreachable; retry shortly.", { retryAfterSeconds: 2 });
 }

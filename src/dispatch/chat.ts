@@ -15,6 +15,8 @@ import type { RouterContext } from "./context.ts";
 
 /** Longest single wait on the store; a stream sends a keep-alive after each empty one. */
 const READ_WAIT_MS = 15_000;
+/** How long a caller's reads retry through a store outage before the request fails. */
+const STORE_OUTAGE_GRACE_MS = 10_000;
 
 /**
  * A caller's view of its answer as a sequence of events. One job (`JobRun`) is the usual source; the server-side
@@ -171,7 +173,7 @@ export class JobRun implements EventSource {
       // Until a worker takes the job, the queue deadline is the nearer one.
       const deadline = this.#queued ? Math.min(this.#deadlineAt, this.#queueDeadlineAt) : this.#deadlineAt;
       const wait = Math.max(0, Math.min(READ_WAIT_MS, deadline - now));
-      const read = await this.#store.readEvents(this.id, this.#cursor, wait, signal);
+      const read = await this.#read(wait, signal);
       this.#cursor = read.cursor;
       this.#queued = read.state === "queued";
       this.#timing.saw(read.events, this.ctx.now());
@@ -182,6 +184,23 @@ export class JobRun implements EventSource {
       if (after >= this.#deadlineAt) await this.cancel("timeout");
       else if (read.state === "queued" && after >= this.#queueDeadlineAt) await this.cancel("queue_timeout");
       else if (allowEmpty) return [];
+    }
+  }
+
+  /**
+   * One read of the job's events. A store outage of a few seconds (Redis restarting, a network blip) is ridden out
+   * with short retries — the job is intact in the store — before the caller is told the router lost track of it.
+   */
+  async #read(wait: number, signal: AbortSignal): Promise<Awaited<ReturnType<JobStore["readEvents"]>>> {
+    const giveUpAt = performance.now() + STORE_OUTAGE_GRACE_MS;
+    for (let attempt = 1;; attempt++) {
+      try {
+        return await this.#store.readEvents(this.id, this.#cursor, wait, signal);
+      } catch (err) {
+        if (!(err instanceof StoreError) || err.code !== "unavailable" || performance.now() > giveUpAt) throw err;
+        if (signal.aborted) throw err;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, 100 * 2 ** attempt)));
+      }
     }
   }
 

@@ -5,23 +5,42 @@
 import { ApiError } from "./errors.ts";
 
 export const MAX_JSON_DEPTH = 64;
+/** A body still arriving after this is refused (408): a slow-loris caller cannot hold a request open forever. */
+export const BODY_DEADLINE_MS = 30_000;
 
-export async function readJsonBody(request: Request, maxBytes: number): Promise<unknown> {
+export async function readJsonBody(
+  request: Request,
+  maxBytes: number,
+  deadlineMs = BODY_DEADLINE_MS,
+): Promise<unknown> {
   const declared = Number(request.headers.get("content-length") ?? "0");
   if (declared > maxBytes) throw tooLarge(maxBytes);
   if (!request.body) throw new ApiError("invalid_request", "A JSON request body is required.");
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > maxBytes) {
-      await reader.cancel().catch(() => {});
-      throw tooLarge(maxBytes);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      // Reject first: cancelling ends the pending read as "done", which must not look like a complete body.
+      reject(new ApiError("invalid_request", "The request body did not arrive in time.", { status: 408 }));
+      void reader.cancel().catch(() => {});
+    }, deadlineMs);
+  });
+  late.catch(() => {});
+  try {
+    for (;;) {
+      const { done, value } = await Promise.race([reader.read(), late]);
+      if (done) break;
+      size += value.byteLength;
+      if (size > maxBytes) {
+        await reader.cancel().catch(() => {});
+        throw tooLarge(maxBytes);
+      }
+      chunks.push(value.slice()); // a copy: a read may be a view that pins a 64 KiB buffer for a few bytes
     }
-    chunks.push(value);
+  } finally {
+    clearTimeout(timer);
   }
   const bytes = new Uint8Array(size);
   let offset = 0;

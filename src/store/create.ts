@@ -10,5 +10,7 @@ import { UpstashStore } from "./upstash.ts";
 export function createStore(config: RouterConfig, options: Partial<StoreOptions> = {}): JobStore {
   const opts: Partial<StoreOptions> = { leaseMs: config.leaseMs, ...options };
   if (config.redis) return new UpstashStore({ url: config.redis.url, token: config.redis.token, options: opts });
-  return new EmbeddedStore(opts);
+  // In one process a caller reads its job's last events within moments of the end: keeping finished jobs (payload
+  // and events) for a minute made memory follow throughput (~650 MB at ~870 requests/s).
+  return new EmbeddedStore({ finishedTtlMs: 5_000, ...opts });
 }

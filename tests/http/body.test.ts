@@ -1,0 +1,30 @@
+/** Request bodies: size and nesting limits, and a deadline for bodies that trickle in (slow-loris). */
+import assert from "node:assert/strict";
+import { readJsonBody } from "../../src/http/body.ts";
+import { ApiError } from "../../src/http/errors.ts";
+
+const post = (body: BodyInit) => new Request("http://x/", { method: "POST", body });
+const status = (n: number) => (err: unknown) => err instanceof ApiError && err.status === n;
+
+Deno.test("a body within the limits parses; too large, too deep, not JSON or not UTF-8 are refused", async () => {
+  assert.deepEqual(await readJsonBody(post('{"a":[1,2]}'), 100), { a: [1, 2] });
+  await assert.rejects(readJsonBody(post("x".repeat(101)), 100), status(413));
+  await assert.rejects(readJsonBody(post("[".repeat(65) + "]".repeat(65)), 1_000), status(400));
+  assert.deepEqual(await readJsonBody(post('"[[[[[["'), 100), "[[[[[[", "brackets inside strings do not count");
+  await assert.rejects(readJsonBody(post("{nope"), 100), status(400));
+  await assert.rejects(readJsonBody(post(new Uint8Array([0x7b, 0xff, 0x7d])), 100), status(400));
+});
+
+Deno.test("a body that stops arriving is refused with a 408 at the deadline", async () => {
+  let cancelled = false;
+  const stalled = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(new TextEncoder().encode('{"a":'));
+    },
+    cancel() {
+      cancelled = true;
+    },
+  });
+  await assert.rejects(readJsonBody(post(stalled), 1_000, 100), status(408));
+  assert.equal(cancelled, true, "the stalled body is released");
+});
