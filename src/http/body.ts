@@ -19,18 +19,18 @@ export async function readJsonBody(
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      // Reject first: cancelling ends the pending read as "done", which must not look like a complete body.
-      reject(new ApiError("invalid_request", "The request body did not arrive in time.", { status: 408 }));
-      void reader.cancel().catch(() => {});
-    }, deadlineMs);
-  });
-  late.catch(() => {});
+  // No Promise.race against the deadline: each race would leave a reaction on one long-lived promise holding its
+  // read's result (a view pinning a 64 KiB buffer) until the deadline. The timer flags and cancels instead; the
+  // pending read then ends as "done" and the flag tells it apart from a complete body.
+  let expired = false;
+  const timer = setTimeout(() => {
+    expired = true;
+    void reader.cancel().catch(() => {});
+  }, deadlineMs);
   try {
     for (;;) {
-      const { done, value } = await Promise.race([reader.read(), late]);
+      const { done, value } = await reader.read();
+      if (expired) throw new ApiError("invalid_request", "The request body did not arrive in time.", { status: 408 });
       if (done) break;
       size += value.byteLength;
       if (size > maxBytes) {
