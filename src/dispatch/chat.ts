@@ -229,7 +229,9 @@ export function errorFromEvent(event: Extract<JobEvent, { type: "error" }>): Api
       return new ApiError("api_error", event.message, { status: 502 });
     case "unknown_job":
       // The store no longer has the job (Redis lost its data, or it expired): not the worker's failure.
-      return new ApiError("overloaded", "The router's job store lost this request; retry it.", { retryAfterSeconds: 2 });
+      return new ApiError("overloaded", "The router's job store lost this request; retry it.", {
+        retryAfterSeconds: 2,
+      });
     case "invalid_request":
     case "context_length_exceeded":
       return new ApiError("invalid_request", event.message, { code: event.code });
