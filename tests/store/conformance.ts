@@ -38,7 +38,8 @@ const OPTIONS = (clock: TestClock): Partial<StoreOptions> => ({
 });
 
 let counter = 0;
-function newJob(clock: TestClock, over: Partial<NewJob> = {}): NewJob {
+/** A chat job whose deadlines count from `now` (the store's clock), with a unique id. */
+export function newJob(now: number, over: Partial<NewJob> = {}): NewJob {
   const id = `job-${Date.now().toString(36)}-${++counter}`;
   return {
     id,
@@ -55,8 +56,8 @@ function newJob(clock: TestClock, over: Partial<NewJob> = {}): NewJob {
         stop: [],
       },
     },
-    deadlineAt: clock.t + 300_000,
-    queueDeadlineAt: clock.t + 60_000,
+    deadlineAt: now + 300_000,
+    queueDeadlineAt: now + 60_000,
     ...over,
   };
 }
@@ -84,7 +85,7 @@ export function storeConformance(name: string, make: MakeStore): void {
     await store.claim({ worker: w, lanes: ["chat"], activeJobs, max: 1, waitMs });
 
   test("jobs are claimed in FIFO order, at most `max` at a time", async ({ store }, clock) => {
-    const jobs = [newJob(clock), newJob(clock), newJob(clock)];
+    const jobs = [newJob(clock.t), newJob(clock.t), newJob(clock.t)];
     for (const job of jobs) await store.enqueue(job);
     const first = await store.claim({ worker: worker("w-000001"), lanes: ["chat"], activeJobs: [], max: 2, waitMs: 0 });
     assert.deepEqual(first.jobs.map((j) => j.id), [jobs[0].id, jobs[1].id]);
@@ -96,7 +97,7 @@ export function storeConformance(name: string, make: MakeStore): void {
   });
 
   test("a worker claims only from the lanes it serves", async ({ store }, clock) => {
-    const toolJob = newJob(clock, { lane: "tool:web_search" });
+    const toolJob = newJob(clock.t, { lane: "tool:web_search" });
     await store.enqueue(toolJob);
     assert.deepEqual((await claimOne(store, worker("w-gpu-0001"))).jobs, []);
     const got = await store.claim({
@@ -110,7 +111,7 @@ export function storeConformance(name: string, make: MakeStore): void {
   });
 
   test("a parked claim wakes when a job arrives (on another instance too)", async ({ store, peer }, clock) => {
-    const job = newJob(clock);
+    const job = newJob(clock.t);
     const waiting = claimOne(store, worker("w-000001"), [], 10_000);
     await new Promise((r) => setTimeout(r, 50));
     await peer.enqueue(job);
@@ -134,7 +135,7 @@ export function storeConformance(name: string, make: MakeStore): void {
   });
 
   test("events are appended by the lease holder only, idempotently by seq", async ({ store }, clock) => {
-    const job = newJob(clock);
+    const job = newJob(clock.t);
     await store.enqueue(job);
     await claimOne(store, worker("w-000001"));
     assert.deepEqual(await store.appendEvents("no-such-job", "w-000001", 0, [text("x")]), {
@@ -170,7 +171,7 @@ export function storeConformance(name: string, make: MakeStore): void {
   });
 
   test("a reader gets events in order across reads and waits for new ones", async ({ store, peer }, clock) => {
-    const job = newJob(clock);
+    const job = newJob(clock.t);
     await store.enqueue(job);
     await claimOne(store, worker("w-000001"));
     await store.appendEvents(job.id, "w-000001", 0, [text("a")]);
@@ -191,7 +192,7 @@ export function storeConformance(name: string, make: MakeStore): void {
   });
 
   test("cancelling a queued job removes it and tells its caller why", async ({ store }, clock) => {
-    const job = newJob(clock);
+    const job = newJob(clock.t);
     await store.enqueue(job);
     await store.cancel(job.id, "caller_left");
     assert.deepEqual((await claimOne(store, worker("w-000001"))).jobs, []);
@@ -202,7 +203,7 @@ export function storeConformance(name: string, make: MakeStore): void {
   });
 
   test("a running job's worker learns of a cancel on its next post or poll", async ({ store, peer }, clock) => {
-    const a = newJob(clock), b = newJob(clock);
+    const a = newJob(clock.t), b = newJob(clock.t);
     await store.enqueue(a);
     await store.enqueue(b);
     const w = worker("w-000001");
@@ -220,7 +221,7 @@ export function storeConformance(name: string, make: MakeStore): void {
   test(
     "a lease lost before any output puts the job back at the head; the old worker is refused",
     async ({ store }, clock) => {
-      const lost = newJob(clock), next = newJob(clock);
+      const lost = newJob(clock.t), next = newJob(clock.t);
       await store.enqueue(lost);
       await store.enqueue(next);
       await claimOne(store, worker("w-dies-001"));
@@ -239,7 +240,7 @@ export function storeConformance(name: string, make: MakeStore): void {
   );
 
   test("a lease lost after output fails the job explicitly (never duplicated output)", async ({ store }, clock) => {
-    const job = newJob(clock);
+    const job = newJob(clock.t);
     await store.enqueue(job);
     await claimOne(store, worker("w-dies-001"));
     await store.appendEvents(job.id, "w-dies-001", 0, [text("partial")]);
@@ -253,7 +254,7 @@ export function storeConformance(name: string, make: MakeStore): void {
   });
 
   test("polls and posts keep a lease alive", async ({ store }, clock) => {
-    const job = newJob(clock);
+    const job = newJob(clock.t);
     await store.enqueue(job);
     const w = worker("w-000001");
     await claimOne(store, w);
@@ -270,7 +271,7 @@ export function storeConformance(name: string, make: MakeStore): void {
   });
 
   test("a retryable error before output re-queues; after output it fails", async ({ store }, clock) => {
-    const job = newJob(clock);
+    const job = newJob(clock.t);
     await store.enqueue(job);
     await claimOne(store, worker("w-000001"));
     await store.appendEvents(job.id, "w-000001", 0, [{ type: "error", message: "out of memory", retryable: true }]);
@@ -285,8 +286,8 @@ export function storeConformance(name: string, make: MakeStore): void {
   test(
     "deadlines: a job past AUXOT_JOB_TIMEOUT and a job queued too long end with explicit errors",
     async ({ store }, clock) => {
-      const running = newJob(clock, { deadlineAt: clock.t + 5_000 });
-      const queued = newJob(clock, { queueDeadlineAt: clock.t + 3_000 });
+      const running = newJob(clock.t, { deadlineAt: clock.t + 5_000 });
+      const queued = newJob(clock.t, { queueDeadlineAt: clock.t + 3_000 });
       await store.enqueue(running);
       await claimOne(store, worker("w-000001"));
       await store.enqueue(queued);
@@ -306,7 +307,7 @@ export function storeConformance(name: string, make: MakeStore): void {
   );
 
   test("a job whose caller stopped reading is cancelled (its router instance died)", async ({ store }, clock) => {
-    const job = newJob(clock);
+    const job = newJob(clock.t);
     await store.enqueue(job);
     await claimOne(store, worker("w-000001"));
     clock.advance(15_000);
@@ -324,13 +325,16 @@ export function storeConformance(name: string, make: MakeStore): void {
   });
 
   test("the queue is bounded", async ({ store }, clock) => {
-    for (let i = 0; i < 5; i++) await store.enqueue(newJob(clock));
-    await assert.rejects(store.enqueue(newJob(clock)), (err) => err instanceof StoreError && err.code === "queue_full");
+    for (let i = 0; i < 5; i++) await store.enqueue(newJob(clock.t));
+    await assert.rejects(
+      store.enqueue(newJob(clock.t)),
+      (err) => err instanceof StoreError && err.code === "queue_full",
+    );
   });
 
   test("the fleet view lists live workers, queue depth and running jobs", async ({ store, peer }, clock) => {
-    await store.enqueue(newJob(clock));
-    await store.enqueue(newJob(clock));
+    await store.enqueue(newJob(clock.t));
+    await store.enqueue(newJob(clock.t));
     await claimOne(store, worker("w-000001", { free: 1 }));
     await peer.claim({
       worker: worker("w-tools-001", { kind: "tools" }),
@@ -350,7 +354,7 @@ export function storeConformance(name: string, make: MakeStore): void {
   });
 
   test("finished jobs are forgotten after their TTL", async ({ store }, clock) => {
-    const job = newJob(clock);
+    const job = newJob(clock.t);
     await store.enqueue(job);
     await claimOne(store, worker("w-000001"));
     await store.appendEvents(job.id, "w-000001", 0, [done]);
@@ -374,8 +378,8 @@ export function storeConformance(name: string, make: MakeStore): void {
     async ({ store }, clock) => {
       const holder = worker("w-holder-1", { cachedConversations: ["conv-1"] });
       await claimOne(store, holder); // registers the holder (nothing to claim yet)
-      const job = newJob(clock, { conversationKey: "conv-1" });
-      const plain = newJob(clock);
+      const job = newJob(clock.t, { conversationKey: "conv-1" });
+      const plain = newJob(clock.t);
       await store.enqueue(job);
       await store.enqueue(plain);
       const other = await claimOne(store, worker("w-other-01"));
@@ -383,7 +387,7 @@ export function storeConformance(name: string, make: MakeStore): void {
       const mine = await claimOne(store, holder);
       assert.deepEqual(mine.jobs.map((j) => j.id), [job.id]);
       // Past the window, anyone may take it.
-      const late = newJob(clock, { conversationKey: "conv-1" });
+      const late = newJob(clock.t, { conversationKey: "conv-1" });
       await store.enqueue(late);
       clock.advance(2_001);
       assert.deepEqual((await claimOne(store, worker("w-other-01"))).jobs.map((j) => j.id), [late.id]);
@@ -399,7 +403,7 @@ export function storeConformance(name: string, make: MakeStore): void {
   });
 
   test("a rate-limited job fails with its retry time instead of going back to the queue", async ({ store }, clock) => {
-    const job = newJob(clock);
+    const job = newJob(clock.t);
     await store.enqueue(job);
     await claimOne(store, worker("w-000001"));
     const limited: JobEvent = {

@@ -6,14 +6,14 @@
 import assert from "node:assert/strict";
 import type { JobEvent } from "../../src/protocol/events.ts";
 import type { WorkerInfo } from "../../src/protocol/worker-protocol.ts";
-import type { NewJob, StoreOptions } from "../../src/store/store.ts";
+import type { StoreOptions } from "../../src/store/store.ts";
 import { StoreError } from "../../src/store/store.ts";
 import { storeKeys } from "../../src/store/keys.ts";
 import { UpstashStore } from "../../src/store/upstash.ts";
 import { RespConnection } from "../fixtures/resp-client.ts";
 import { type RedisServer, startRedisServer } from "../fixtures/redis-server.ts";
 import { startUpstashBridge, type UpstashBridge } from "../fixtures/upstash-bridge.ts";
-import { storeConformance } from "./conformance.ts";
+import { newJob, storeConformance } from "./conformance.ts";
 
 const TOKEN = "store-test-token";
 let prefixes = 0;
@@ -84,30 +84,6 @@ storeConformance("upstash", async (options) => {
 });
 
 // --- Upstash-specific -------------------------------------------------------------------------------------
-
-let jobs = 0;
-function newJob(now: number, over: Partial<NewJob> = {}): NewJob {
-  const id = `job-${Date.now().toString(36)}-${++jobs}`;
-  return {
-    id,
-    lane: "chat",
-    payload: {
-      id,
-      kind: "chat",
-      mode: "generate",
-      request: {
-        requestedModel: "m",
-        messages: [{ role: "user", content: [{ type: "text", text: "hi" }] }],
-        tools: [],
-        toolChoice: "auto",
-        stop: [],
-      },
-    },
-    deadlineAt: now + 300_000,
-    queueDeadlineAt: now + 60_000,
-    ...over,
-  };
-}
 
 const worker = (id: string, over: Partial<WorkerInfo> = {}): WorkerInfo => ({
   id,
