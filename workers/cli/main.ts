@@ -7,10 +7,16 @@
  * Ctrl-C finishes running jobs (or hands them back after a grace period) and exits cleanly.
  */
 import { hostname } from "node:os";
-import { parseArgs } from "node:util";
 import { createLogger, type LogLevel } from "../../src/log.ts";
 import { WorkerLoop } from "../common/worker-loop.ts";
-import { ArgsError, connectionArgs, logLevelFrom, runUntilStopped, workerMain } from "../common/worker-main.ts";
+import {
+  ArgsError,
+  connectionArgs,
+  logLevelFrom,
+  parseFlags,
+  runUntilStopped,
+  workerMain,
+} from "../common/worker-main.ts";
 import { CliEngine } from "./cli-engine.ts";
 
 const USAGE = `Usage: deno task worker:cli --gpu-key adm_... --router-url https://router.example [options]
@@ -48,25 +54,14 @@ const CLI_CONNECTION = {
 } as const;
 
 export function parseCliWorkerArgs(argv: string[], env: Record<string, string | undefined>): CliWorkerArgs {
-  let values;
-  try {
-    values = parseArgs({
-      args: argv,
-      options: {
-        "gpu-key": { type: "string" },
-        "router-url": { type: "string" },
-        "claude-path": { type: "string" },
-        "pass-env": { type: "string" },
-        "work-dir": { type: "string" },
-        name: { type: "string" },
-        help: { type: "boolean" },
-      },
-      strict: true,
-    }).values;
-  } catch (err) {
-    throw new ArgsError(`${(err as Error).message}\n\n${USAGE}`);
-  }
-  if (values.help) throw new ArgsError(USAGE);
+  const values = parseFlags(argv, {
+    "gpu-key": { type: "string" },
+    "router-url": { type: "string" },
+    "claude-path": { type: "string" },
+    "pass-env": { type: "string" },
+    "work-dir": { type: "string" },
+    name: { type: "string" },
+  }, USAGE);
   const { routerUrl, key } = connectionArgs(
     CLI_CONNECTION,
     { routerUrl: values["router-url"], key: values["gpu-key"] },

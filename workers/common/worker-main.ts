@@ -4,6 +4,7 @@
  * fatal refusal, and mapping the outcome to an exit code (0 stopped, 1 refused by the router, 2 bad arguments).
  */
 import process from "node:process";
+import { parseArgs, type ParseArgsOptionsConfig } from "node:util";
 import { LOG_LEVELS, type Logger, type LogLevel } from "../../src/log.ts";
 import type { Engine } from "./engine.ts";
 import { FatalWorkerError, type WorkerLoop } from "./worker-loop.ts";
@@ -21,6 +22,18 @@ export interface ConnectionSpec {
   /** Where the key comes from, for the "no key" message. */
   keyHint: string;
   usage: string;
+}
+
+/** Parses a worker's flags strictly (plus --help); a mistake or --help is an ArgsError carrying the usage. */
+export function parseFlags<O extends ParseArgsOptionsConfig>(argv: string[], options: O, usage: string) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: { ...options, help: { type: "boolean" } }, strict: true });
+  } catch (err) {
+    throw new ArgsError(`${(err as Error).message}\n\n${usage}`);
+  }
+  if ((parsed.values as { help?: boolean }).help) throw new ArgsError(usage);
+  return parsed.values;
 }
 
 /** The router URL and key from flag values (preferred) or the environment, validated. */

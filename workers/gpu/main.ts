@@ -7,12 +7,18 @@
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import process from "node:process";
-import { parseArgs } from "node:util";
 import { createLogger, type LogLevel } from "../../src/log.ts";
 import type { LoadedModel, Policy, WorkerJob } from "../../src/protocol/worker-protocol.ts";
 import type { Engine, EventSink } from "../common/engine.ts";
 import { WorkerLoop } from "../common/worker-loop.ts";
-import { ArgsError, connectionArgs, logLevelFrom, runUntilStopped, workerMain } from "../common/worker-main.ts";
+import {
+  ArgsError,
+  connectionArgs,
+  logLevelFrom,
+  parseFlags,
+  runUntilStopped,
+  workerMain,
+} from "../common/worker-main.ts";
 import { createProgressReporter, downloadModel, hubSettingsFromEnv } from "./download.ts";
 import { ExternalEngine } from "./external-engine.ts";
 import { readGgufHeader } from "./gguf-header.ts";
@@ -57,28 +63,17 @@ const GPU_CONNECTION = {
 } as const;
 
 export function parseGpuWorkerArgs(argv: string[], env: Record<string, string | undefined>): GpuWorkerArgs {
-  let values;
-  try {
-    values = parseArgs({
-      args: argv,
-      options: {
-        "gpu-key": { type: "string" },
-        "router-url": { type: "string" },
-        "model-path": { type: "string" },
-        "llama-url": { type: "string" },
-        slots: { type: "string" },
-        "gpu-layers": { type: "string" },
-        threads: { type: "string" },
-        "models-dir": { type: "string" },
-        name: { type: "string" },
-        help: { type: "boolean" },
-      },
-      strict: true,
-    }).values;
-  } catch (err) {
-    throw new ArgsError(`${(err as Error).message}\n\n${USAGE}`);
-  }
-  if (values.help) throw new ArgsError(USAGE);
+  const values = parseFlags(argv, {
+    "gpu-key": { type: "string" },
+    "router-url": { type: "string" },
+    "model-path": { type: "string" },
+    "llama-url": { type: "string" },
+    slots: { type: "string" },
+    "gpu-layers": { type: "string" },
+    threads: { type: "string" },
+    "models-dir": { type: "string" },
+    name: { type: "string" },
+  }, USAGE);
   const { routerUrl, key } = connectionArgs(
     GPU_CONNECTION,
     { routerUrl: values["router-url"], key: values["gpu-key"] },

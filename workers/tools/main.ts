@@ -5,11 +5,17 @@
  * The router accepts it only when AUXOT_TOOLS_KEY_HASH is set there. Ctrl-C finishes running calls and exits.
  */
 import { hostname } from "node:os";
-import { parseArgs } from "node:util";
 import { parseDuration } from "../../src/duration.ts";
 import { createLogger, type Logger, type LogLevel } from "../../src/log.ts";
 import { WorkerLoop } from "../common/worker-loop.ts";
-import { ArgsError, connectionArgs, logLevelFrom, runUntilStopped, workerMain } from "../common/worker-main.ts";
+import {
+  ArgsError,
+  connectionArgs,
+  logLevelFrom,
+  parseFlags,
+  runUntilStopped,
+  workerMain,
+} from "../common/worker-main.ts";
 import { prepareCodeExecutor } from "./code-executor.ts";
 import { McpHub, parseMcpConfig } from "./mcp.ts";
 import { AllowList } from "./net-guard.ts";
@@ -71,32 +77,21 @@ export interface ToolsWorkerArgs {
 }
 
 export function parseToolsWorkerArgs(argv: string[], env: Record<string, string | undefined>): ToolsWorkerArgs {
-  let values;
-  try {
-    values = parseArgs({
-      args: argv,
-      options: {
-        "tools-key": { type: "string" },
-        "router-url": { type: "string" },
-        builtins: { type: "string" },
-        "mcp-config": { type: "string" },
-        slots: { type: "string" },
-        "fetch-allow": { type: "string" },
-        "web-search-url": { type: "string" },
-        "code-timeout": { type: "string" },
-        "code-memory-mb": { type: "string" },
-        "code-max-output": { type: "string" },
-        "code-allow-net": { type: "string" },
-        "code-allow-read": { type: "string" },
-        name: { type: "string" },
-        help: { type: "boolean" },
-      },
-      strict: true,
-    }).values;
-  } catch (err) {
-    throw new ArgsError(`${(err as Error).message}\n\n${USAGE}`);
-  }
-  if (values.help) throw new ArgsError(USAGE);
+  const values = parseFlags(argv, {
+    "tools-key": { type: "string" },
+    "router-url": { type: "string" },
+    builtins: { type: "string" },
+    "mcp-config": { type: "string" },
+    slots: { type: "string" },
+    "fetch-allow": { type: "string" },
+    "web-search-url": { type: "string" },
+    "code-timeout": { type: "string" },
+    "code-memory-mb": { type: "string" },
+    "code-max-output": { type: "string" },
+    "code-allow-net": { type: "string" },
+    "code-allow-read": { type: "string" },
+    name: { type: "string" },
+  }, USAGE);
   const pick = (flag: keyof typeof values, variable: string): string | undefined => {
     const value = values[flag] ?? env[variable];
     return typeof value === "string" && value.trim() !== "" ? value.trim() : undefined;
