@@ -24,6 +24,7 @@ import {
 import { openaiErrorBody } from "./api/openai/render.ts";
 import type { KeyRole } from "./auth/keys.ts";
 import { KeyVerifier } from "./auth/verifier.ts";
+import { clientAddress } from "./auth/client-address.ts";
 import type { RouterConfig } from "./config.ts";
 import { dispatchChat, json } from "./dispatch/chat.ts";
 import { createReaper, type RouterContext } from "./dispatch/context.ts";
@@ -95,7 +96,8 @@ export function createApp(deps: AppDeps): App {
 
   const authorize = async (request: IRequest, call: CallInfo, roles: KeyRole[]) => {
     try {
-      return await ctx.auth.authenticate(KeyVerifier.presentedKey(request), roles, call.client);
+      const client = clientAddress(request.headers, call.client, deps.config.trustedProxy);
+      return await ctx.auth.authenticate(KeyVerifier.presentedKey(request), roles, client);
     } catch (err) {
       if (err instanceof ApiError) {
         metrics.authFailures.inc({ reason: err.kind === "rate_limit" ? "throttled" : "rejected" });
