@@ -166,20 +166,26 @@ export class KeyVerifier {
     return until !== undefined && until > this.#now();
   }
 
+  /** A client has failed recently if its address, or its network (/24, /64), has: floods rarely come from one host. */
   #hasFailed(client: string): boolean {
-    const entry = this.#failures.get(client);
-    return entry !== undefined && this.#now() - entry.since <= FAILURE_WINDOW_MS;
+    const now = this.#now();
+    return [client, addressGroup(client)].some((name) => {
+      const entry = this.#failures.get(name);
+      return entry !== undefined && now - entry.since <= FAILURE_WINDOW_MS;
+    });
   }
 
   #fail(client: string): ApiError {
     this.stats.failures++;
     const now = this.#now();
-    const entry = this.#failures.get(client);
-    if (entry && now - entry.since <= FAILURE_WINDOW_MS) entry.count++;
-    else {
-      this.#failures.delete(client);
-      if (this.#failures.size >= CLIENT_TABLE_MAX) this.#failures.delete(this.#failures.keys().next().value!);
-      this.#failures.set(client, { count: 1, since: now });
+    for (const name of new Set([client, addressGroup(client)])) {
+      const entry = this.#failures.get(name);
+      if (entry && now - entry.since <= FAILURE_WINDOW_MS) entry.count++;
+      else {
+        this.#failures.delete(name);
+        if (this.#failures.size >= CLIENT_TABLE_MAX) this.#failures.delete(this.#failures.keys().next().value!);
+        this.#failures.set(name, { count: 1, since: now });
+      }
     }
     return new ApiError("authentication", "Invalid API key.");
   }
@@ -198,4 +204,12 @@ export class KeyVerifier {
     })();
     return this.#storeNames;
   }
+}
+
+/** The network an address belongs to, for failure tracking: its /24 (IPv4) or /64 (IPv6), else the address itself. */
+export function addressGroup(address: string): string {
+  const v4 = /^(\d{1,3}\.\d{1,3}\.\d{1,3})\.\d{1,3}$/.exec(address);
+  if (v4) return `${v4[1]}.0/24`;
+  if (address.includes(":") && !address.includes("::")) return `${address.split(":").slice(0, 4).join(":")}::/64`;
+  return address;
 }
