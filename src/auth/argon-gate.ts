@@ -29,7 +29,8 @@ interface Ticket {
   seq: number;
   client: string;
   role: KeyRole;
-  lowPriority: boolean;
+  /** Asked afresh each time: a client that fails while waiting drops behind at once. */
+  lowPriority: () => boolean;
   wake?: () => void;
   refused?: ApiError;
 }
@@ -37,7 +38,7 @@ interface Ticket {
 /** What a waiter asks on each wake-up: a result that ends its wait without a turn, or undefined to keep waiting. */
 export type WaitCheck<T> = () => { done: T } | undefined;
 
-const RECHECK_MS = 25;
+const RECHECK_MS = 100;
 
 export class ArgonGate {
   readonly #opts: GateOptions;
@@ -58,7 +59,7 @@ export class ArgonGate {
   }
 
   /** Waits until `key` may run Argon2id (`{turn: true}`; call `release(key)` after) or `check` settles it. */
-  async acquire<T>(client: string, role: KeyRole, key: string, lowPriority: boolean, check: WaitCheck<T>): Promise<
+  async acquire<T>(client: string, role: KeyRole, key: string, lowPriority: () => boolean, check: WaitCheck<T>): Promise<
     { turn: true } | { turn: false; done: T }
   > {
     const first = check();
@@ -119,7 +120,7 @@ export class ArgonGate {
     }
     if (this.#waiting.length >= this.#opts.maxWaiting) {
       // A full queue gives way to a client that has not failed: the newest waiter of a failing client leaves.
-      const victim = ticket.lowPriority ? undefined : this.#ordered().reverse().find((t) => t.lowPriority);
+      const victim = ticket.lowPriority() ? undefined : this.#ordered().reverse().find((t) => t.lowPriority());
       if (!victim) {
         this.refused++;
         throw new ApiError("rate_limit", "Too many new keys to verify right now; retry shortly.", {
@@ -138,14 +139,17 @@ export class ArgonGate {
 
   /** Waiters in the order they get turns: clients without failures first, then by arrival. */
   #ordered(): Ticket[] {
-    return [...this.#waiting].sort((a, b) => Number(a.lowPriority) - Number(b.lowPriority) || a.seq - b.seq);
+    const rank = (t: Ticket) => (t.lowPriority() ? 1e15 : 0) + t.seq;
+    return [...this.#waiting].sort((a, b) => rank(a) - rank(b));
   }
 
   #isNext(ticket: Ticket): boolean {
+    const low = ticket.lowPriority();
     for (const other of this.#waiting) {
       if (other === ticket || other.role !== ticket.role) continue;
-      if (Number(other.lowPriority) - Number(ticket.lowPriority) < 0) return false;
-      if (other.lowPriority === ticket.lowPriority && other.seq < ticket.seq) return false;
+      const otherLow = other.lowPriority();
+      if (!otherLow && low) return false;
+      if (otherLow === low && other.seq < ticket.seq) return false;
     }
     return true;
   }

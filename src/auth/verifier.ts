@@ -65,7 +65,7 @@ export class KeyVerifier {
       now: this.#now,
       ratePerSecond: options.maxVerificationsPerSecond ?? 4,
       maxConcurrent: options.maxConcurrentVerifications ?? 2,
-      maxWaiting: options.maxWaitingVerifications ?? 256,
+      maxWaiting: options.maxWaitingVerifications ?? 64,
       maxWaitingPerClient: options.maxWaitingPerClient ?? 8,
       maxWaitMs: options.maxVerificationWaitMs ?? 10_000,
     });
@@ -105,7 +105,7 @@ export class KeyVerifier {
     if (known !== undefined) return this.#compare(digest, known, role, client);
     if (this.#isRejected(digest)) throw this.#fail(client);
 
-    const outcome = await this.#gate.acquire<string | null>(client, role, digest, this.#hasFailed(client), () => {
+    const outcome = await this.#gate.acquire<string | null>(client, role, digest, () => this.#hasFailed(client), () => {
       const nowKnown = this.#known[role];
       if (nowKnown !== undefined) return { done: nowKnown };
       if (this.#isRejected(digest)) return { done: null };

@@ -97,7 +97,7 @@ Deno.test("before the first verification, a flood from one address waits behind 
   await assert.rejects(verifier.authenticate(wrongApiKey(), ["api"], "flood"), refusal(401));
   const flood = Array.from({ length: 30 }, () => verifier.authenticate(wrongApiKey(), ["api"], "flood").catch((e) => e));
   const runsBefore = await verifier.authenticate(api, ["api"], "legit").then(() => verifier.stats.argon2Verifications);
-  assert.ok(runsBefore <= 5, `the valid key was verified after ${runsBefore} Argon2id runs, not behind the flood`);
+  assert.ok(runsBefore <= 8, `the valid key was verified after ${runsBefore} Argon2id runs, not behind the flood`);
   const outcomes = await Promise.all(flood);
   assert.ok(outcomes.every((e) => e instanceof ApiError && e.status === 401), "the rest refused by digest");
   assert.ok(verifier.stats.argon2Verifications <= 10, `${verifier.stats.argon2Verifications} runs in all`);
