@@ -31,6 +31,7 @@ import { createReaper, type RouterContext } from "./dispatch/context.ts";
 import { conversationKeyOf } from "./dispatch/conversation.ts";
 import { handleEvents, handlePoll, workerErrorResponse, WorkerProtocolError } from "./dispatch/worker-routes.ts";
 import { fleetHealth } from "./dispatch/health.ts";
+import { WORKER_BOUNDS } from "./dispatch/worker-bounds.ts";
 import { ApiError, toApiError } from "./http/errors.ts";
 import { readJsonBody } from "./http/body.ts";
 import type { Logger } from "./log.ts";
@@ -189,7 +190,14 @@ export function createApp(deps: AppDeps): App {
     )
     .post(
       "/worker/v1/jobs/:id/events",
-      worker(async (request) => await handleEvents(ctx, request.params.id, await body(request))),
+      worker(async (request, role) =>
+        await handleEvents(
+          ctx,
+          request.params.id,
+          await readJsonBody(request, Math.min(deps.config.maxBodyBytes, WORKER_BOUNDS.maxEventsPostBytes)),
+          role,
+        )
+      ),
     )
     .all("/worker/*", worker(() => Promise.reject(new ApiError("not_found", "Unknown worker endpoint."))));
 

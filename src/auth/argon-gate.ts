@@ -59,7 +59,13 @@ export class ArgonGate {
   }
 
   /** Waits until `key` may run Argon2id (`{turn: true}`; call `release(key)` after) or `check` settles it. */
-  async acquire<T>(client: string, role: KeyRole, key: string, lowPriority: () => boolean, check: WaitCheck<T>): Promise<
+  async acquire<T>(
+    client: string,
+    role: KeyRole,
+    key: string,
+    lowPriority: () => boolean,
+    check: WaitCheck<T>,
+  ): Promise<
     { turn: true } | { turn: false; done: T }
   > {
     const first = check();

@@ -33,6 +33,8 @@ export async function hmacBase64url(key: CryptoKey, text: string): Promise<strin
 export function constantTimeEqual(a: string, b: string): boolean {
   let diff = a.length ^ b.length;
   const n = Math.max(a.length, b.length);
-  for (let i = 0; i < n; i++) diff |= (a.charCodeAt(i % (a.length || 1)) || 0) ^ (b.charCodeAt(i % (b.length || 1)) || 0);
+  for (let i = 0; i < n; i++) {
+    diff |= (a.charCodeAt(i % (a.length || 1)) || 0) ^ (b.charCodeAt(i % (b.length || 1)) || 0);
+  }
   return diff === 0;
 }

@@ -15,6 +15,7 @@ import { ApiError } from "../http/errors.ts";
 import type { JobStore } from "../store/store.ts";
 import { ArgonGate } from "./argon-gate.ts";
 import { type Argon2Phc, type KeyRole, keyRole, verifyKey } from "./keys.ts";
+import { LeaseTokens } from "./lease-token.ts";
 import { constantTimeEqual, deriveRouterKey, hmacBase64url } from "./router-secret.ts";
 
 export interface VerifierOptions {
@@ -54,6 +55,8 @@ export class KeyVerifier {
   readonly #failures = new Map<string, { count: number; since: number }>();
   #digestKey?: Promise<CryptoKey>;
   #storeNames?: Promise<Record<KeyRole, string>>;
+  /** Lease tokens of this deployment (same secret family as the digests). */
+  readonly leases: LeaseTokens;
   /** Counters for /metrics and tests. */
   readonly stats = { argon2Verifications: 0, failures: 0, throttled: 0, cacheHits: 0 };
 
@@ -61,6 +64,7 @@ export class KeyVerifier {
     this.#hashes = options.hashes;
     this.#store = options.store;
     this.#now = options.now ?? (() => Date.now());
+    this.leases = new LeaseTokens(options.hashes);
     this.#gate = new ArgonGate({
       now: this.#now,
       ratePerSecond: options.maxVerificationsPerSecond ?? 4,
@@ -200,7 +204,11 @@ export class KeyVerifier {
   #names(): Promise<Record<KeyRole, string>> {
     this.#storeNames ??= (async () => {
       const fingerprint = (await this.#digest("store-name")).slice(0, 16);
-      return { admin: `known.${fingerprint}.admin`, api: `known.${fingerprint}.api`, tools: `known.${fingerprint}.tools` };
+      return {
+        admin: `known.${fingerprint}.admin`,
+        api: `known.${fingerprint}.api`,
+        tools: `known.${fingerprint}.tools`,
+      };
     })();
     return this.#storeNames;
   }

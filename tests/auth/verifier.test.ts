@@ -95,7 +95,10 @@ Deno.test("before the first verification, a flood from one address waits behind 
   const { verifier } = setup({ maxVerificationsPerSecond: 4, maxWaitingPerClient: 64 });
   // The flooding address has failed already: its keys wait behind clients that have not.
   await assert.rejects(verifier.authenticate(wrongApiKey(), ["api"], "flood"), refusal(401));
-  const flood = Array.from({ length: 30 }, () => verifier.authenticate(wrongApiKey(), ["api"], "flood").catch((e) => e));
+  const flood = Array.from(
+    { length: 30 },
+    () => verifier.authenticate(wrongApiKey(), ["api"], "flood").catch((e) => e),
+  );
   const runsBefore = await verifier.authenticate(api, ["api"], "legit").then(() => verifier.stats.argon2Verifications);
   assert.ok(runsBefore <= 8, `the valid key was verified after ${runsBefore} Argon2id runs, not behind the flood`);
   const outcomes = await Promise.all(flood);
