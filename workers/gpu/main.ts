@@ -4,6 +4,7 @@
  * loads it with node-llama-cpp (or forwards to an external OpenAI-compatible engine with --llama-url) and serves
  * jobs until stopped. Ctrl-C finishes running jobs (or hands them back after a grace period) and exits cleanly.
  */
+import { AllowList } from "../tools/net-guard.ts";
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import process from "node:process";
@@ -174,7 +175,11 @@ export async function runGpuWorker(args: GpuWorkerArgs): Promise<number> {
   }
   const log = createLogger(args.logLevel, (line) => console.error(line), { worker: "gpu" });
   const engine: Engine = args.llamaUrl
-    ? new ExternalEngine({ url: args.llamaUrl, slots: args.slots })
+    ? new ExternalEngine({
+      url: args.llamaUrl,
+      slots: args.slots,
+      images: { allow: AllowList.parse(Deno.env.get("AUXOT_IMAGE_FETCH_ALLOW")) },
+    })
     : new ProvisionedLlamaEngine(args, log);
   const loop = new WorkerLoop({
     routerUrl: args.routerUrl,
