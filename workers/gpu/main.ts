@@ -1,5 +1,5 @@
 /**
- * The GPU worker: `deno task worker:gpu --gpu-key adm_... --router-url https://router.example`.
+ * The GPU worker: `deno task worker:gpu --gpu-key-file FILE --router-url https://router.example`.
  * Polls the router, receives the model policy, gets the model (registry + fit + download, or --model-path),
  * loads it with node-llama-cpp (or forwards to an external OpenAI-compatible engine with --llama-url) and serves
  * jobs until stopped. Ctrl-C finishes running jobs (or hands them back after a grace period) and exits cleanly.
@@ -27,9 +27,10 @@ import { LlamaEngine, loadLlamaBackend } from "./llama-engine.ts";
 import { measureFreeMemory } from "./memory.ts";
 import { provisionModel } from "./provision.ts";
 
-const USAGE = `Usage: deno task worker:gpu --gpu-key adm_... --router-url https://router.example [options]
+const USAGE = `Usage: deno task worker:gpu --gpu-key-file FILE --router-url https://router.example [options]
 
-  --gpu-key KEY         worker key from \`deno task setup\` (or AUXOT_GPU_KEY)
+  --gpu-key-file FILE   file holding the worker key (or AUXOT_GPU_KEY_FILE; mode 600), or set AUXOT_GPU_KEY
+  --gpu-key KEY         (avoid: a flag is visible to every user in ps) worker key from \`deno task setup\` (or AUXOT_GPU_KEY)
   --router-url URL      the router's base URL (or AUXOT_ROUTER_URL)
   --model-path FILE     serve this GGUF file instead of downloading the policy's model (or AUXOT_MODEL_FILE)
   --llama-url URL       forward jobs to an OpenAI-compatible server instead (or AUXOT_LLAMA_URL)
@@ -66,6 +67,7 @@ const GPU_CONNECTION = {
 export function parseGpuWorkerArgs(argv: string[], env: Record<string, string | undefined>): GpuWorkerArgs {
   const values = parseFlags(argv, {
     "gpu-key": { type: "string" },
+    "gpu-key-file": { type: "string" },
     "router-url": { type: "string" },
     "model-path": { type: "string" },
     "llama-url": { type: "string" },
@@ -77,7 +79,7 @@ export function parseGpuWorkerArgs(argv: string[], env: Record<string, string | 
   }, USAGE);
   const { routerUrl, key } = connectionArgs(
     GPU_CONNECTION,
-    { routerUrl: values["router-url"], key: values["gpu-key"] },
+    { routerUrl: values["router-url"], key: values["gpu-key"], keyFile: values["gpu-key-file"] },
     env,
   );
   const int = (name: string, raw: string | undefined, min: number): number | undefined => {
