@@ -37,6 +37,8 @@ export const WORKER_VERSION = "0.1.0";
 
 export interface CliWorkerArgs {
   key: string;
+  /** Where the key came from: covered from the CLI when it runs built-in tools. */
+  keyFile?: string;
   routerUrl: string;
   claudePath: string;
   passEnv: string[];
@@ -64,7 +66,7 @@ export function parseCliWorkerArgs(argv: string[], env: Record<string, string | 
     "work-dir": { type: "string" },
     name: { type: "string" },
   }, USAGE);
-  const { routerUrl, key } = connectionArgs(
+  const { routerUrl, key, keyFile } = connectionArgs(
     CLI_CONNECTION,
     { routerUrl: values["router-url"], key: values["gpu-key"], keyFile: values["gpu-key-file"] },
     env,
@@ -79,6 +81,7 @@ export function parseCliWorkerArgs(argv: string[], env: Record<string, string | 
   const logLevel = logLevelFrom(env);
   return {
     key,
+    ...(keyFile ? { keyFile } : {}),
     routerUrl,
     claudePath: values["claude-path"] ?? (env.AUXOT_CLAUDE_PATH || "claude"),
     passEnv,
@@ -90,10 +93,13 @@ export function parseCliWorkerArgs(argv: string[], env: Record<string, string | 
 
 export async function runCliWorker(args: CliWorkerArgs): Promise<number> {
   const log = createLogger(args.logLevel, (line) => console.error(line), { worker: "cli" });
+  // Nothing this process starts inherits the key (the CLI's environment is an allowlist anyway).
+  Deno.env.delete("AUXOT_GPU_KEY");
   const engine = new CliEngine({
     claudePath: args.claudePath,
     passEnv: args.passEnv,
     secrets: [args.key],
+    ...(args.keyFile ? { hiddenPaths: [Deno.realPathSync(args.keyFile)] } : {}),
     ...(args.workDir ? { workDir: args.workDir } : {}),
     log,
   });

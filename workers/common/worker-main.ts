@@ -45,7 +45,7 @@ export function connectionArgs(
   spec: ConnectionSpec,
   flags: { routerUrl?: string; key?: string; keyFile?: string },
   env: Record<string, string | undefined>,
-): { routerUrl: string; key: string } {
+): { routerUrl: string; key: string; keyFile?: string } {
   const pick = (flag: string | undefined, variable: string) => {
     const value = flag ?? env[variable];
     return value?.trim() ? value.trim() : undefined;
@@ -71,7 +71,7 @@ export function connectionArgs(
   if (!key.startsWith(spec.keyPrefix)) {
     throw new ArgsError(`${spec.keyFlag} must be a ${spec.keyName} (${spec.keyPrefix}...), not a key of another role.`);
   }
-  return { routerUrl, key };
+  return { routerUrl, key, ...(keyFile ? { keyFile } : {}) };
 }
 
 /** A key file: its first line, refused when other users could read it (like ssh does with private keys). */
