@@ -82,6 +82,9 @@ export const Policy = z.object({
       shards: z.number().int().positive().optional(),
       /** Vision projector file in the same repo, when the model has one. */
       mmproj: z.string().optional(),
+      /** Pinned repository commit and per-file sha256 from the registry, when it has them. */
+      revision: z.string().optional(),
+      sha256: z.record(z.string(), z.string()).optional(),
     })).optional(),
   }),
   ctxSize: z.number().int().positive(),

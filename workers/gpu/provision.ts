@@ -51,7 +51,10 @@ export async function provisionModel(policy: Policy, deps: ProvisionDeps, modelP
   const candidates: FitCandidate[] = [];
   for (const file of pool) {
     try {
-      const header = await deps.readHeader(hubFileUrl(deps.hub.endpoint, file.huggingFaceRepo, file.file), auth);
+      const header = await deps.readHeader(
+        hubFileUrl(deps.hub.endpoint, file.huggingFaceRepo, file.file, file.revision),
+        auth,
+      );
       // A split model's first shard holds the metadata; the registry's size covers all shards.
       const weightsBytes = file.shards && file.sizeGb ? file.sizeGb * 1e9 : undefined;
       candidates.push({ quantization: file.quantization, header, ...(weightsBytes ? { weightsBytes } : {}) });
@@ -81,6 +84,8 @@ export async function provisionModel(policy: Policy, deps: ProvisionDeps, modelP
     repo: chosen.huggingFaceRepo,
     file: chosen.file,
     ...(chosen.mmproj ? { mmproj: chosen.mmproj } : {}),
+    ...(chosen.revision ? { revision: chosen.revision } : {}),
+    ...(chosen.sha256 ? { sha256: chosen.sha256 } : {}),
     endpoint: deps.hub.endpoint,
     ...(deps.hub.token ? { token: deps.hub.token } : {}),
     ...(deps.hub.modelsDir ? { modelsDir: deps.hub.modelsDir } : {}),
