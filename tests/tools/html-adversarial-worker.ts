@@ -1,7 +1,13 @@
 /** Runs htmlToMarkdown over the adversarial pages it is sent (in a Worker, so the test can bound it in time). */
 import { htmlToMarkdown } from "../../workers/tools/html-to-markdown.ts";
 
-self.onmessage = (event: MessageEvent<{ name: string; html: string }[]>) => {
+interface WorkerScope {
+  onmessage: ((event: MessageEvent<{ name: string; html: string }[]>) => void) | null;
+  postMessage(message: unknown): void;
+}
+const scope = self as unknown as WorkerScope;
+
+scope.onmessage = (event) => {
   const results = event.data.map(({ name, html }) => {
     const t0 = performance.now();
     const { markdown, title } = htmlToMarkdown(html, "https://site.example/");
@@ -12,5 +18,5 @@ self.onmessage = (event: MessageEvent<{ name: string; html: string }[]>) => {
       ms: performance.now() - t0,
     };
   });
-  self.postMessage(results);
+  scope.postMessage(results);
 };
