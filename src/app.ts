@@ -83,7 +83,12 @@ export function createApp(deps: AppDeps): App {
     now,
     metrics,
     background,
-    auth: new KeyVerifier({ hashes: deps.config.keyHashes, store: deps.store, now }),
+    auth: new KeyVerifier({
+      hashes: deps.config.keyHashes,
+      store: deps.store,
+      now,
+      onArgon2: () => metrics.argon2.inc(),
+    }),
     // Sweeping is free in memory; on a shared store each sweep is a billed command, and leases last 30 s.
     reapSoon: createReaper(
       deps.store,

@@ -29,6 +29,8 @@ export interface VerifierOptions {
   maxWaitingVerifications?: number;
   maxWaitingPerClient?: number;
   maxVerificationWaitMs?: number;
+  /** Called for each Argon2id verification run (for /metrics). */
+  onArgon2?: () => void;
 }
 
 /** How long the store keeps a role's verified digest: "as long as the hashes are unchanged" (a new hash, a new name). */
@@ -46,6 +48,7 @@ export class KeyVerifier {
   readonly #store: JobStore;
   readonly #now: () => number;
   readonly #gate: ArgonGate;
+  readonly #onArgon2: () => void;
   /** The digest of each role's valid key, once verified (here or, through the store, anywhere in the deployment). */
   readonly #known: Partial<Record<KeyRole, string>> = {};
   readonly #storeAskedAt: Partial<Record<KeyRole, number>> = {};
@@ -65,6 +68,7 @@ export class KeyVerifier {
     this.#store = options.store;
     this.#now = options.now ?? (() => Date.now());
     this.leases = new LeaseTokens(options.hashes);
+    this.#onArgon2 = options.onArgon2 ?? (() => {});
     this.#gate = new ArgonGate({
       now: this.#now,
       ratePerSecond: options.maxVerificationsPerSecond ?? 4,
@@ -125,6 +129,7 @@ export class KeyVerifier {
     let valid: boolean;
     try {
       this.stats.argon2Verifications++;
+      this.#onArgon2();
       valid = await verifyKey(presented, phc);
     } finally {
       this.#gate.release(digest);
