@@ -88,15 +88,14 @@ export class ArgonGate {
             retryAfterSeconds: 1,
           });
         }
+        // The timer is this request's own, and only this request clears it (after waking, in its own context).
+        let timer: ReturnType<typeof setTimeout> | undefined;
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(done, RECHECK_MS);
-          function done() {
-            clearTimeout(timer);
-            ticket.wake = undefined;
-            resolve();
-          }
-          ticket.wake = done;
+          timer = setTimeout(resolve, RECHECK_MS);
+          ticket.wake = resolve;
         });
+        clearTimeout(timer);
+        ticket.wake = undefined;
       }
     } finally {
       const index = this.#waiting.indexOf(ticket);
