@@ -106,7 +106,7 @@ export class ArgonGate {
   release(key: string): void {
     this.#running--;
     this.#busy.delete(key);
-    // Wake the next waiter of each role sooner than its own timer would.
+    // Wake the next waiter of each role sooner than its own timer would (clients without failures first).
     const woken = new Set<KeyRole>();
     for (const ticket of this.#ordered()) {
       if (woken.has(ticket.role)) continue;
@@ -148,13 +148,17 @@ export class ArgonGate {
     return [...this.#waiting].sort((a, b) => rank(a) - rank(b));
   }
 
+  /**
+   * Whether this waiter's turn has come: no waiter of a client without failures (of any role: the budget is shared)
+   * is before it, and within its own priority and role, no earlier waiter.
+   */
   #isNext(ticket: Ticket): boolean {
     const low = ticket.lowPriority();
     for (const other of this.#waiting) {
-      if (other === ticket || other.role !== ticket.role) continue;
+      if (other === ticket) continue;
       const otherLow = other.lowPriority();
       if (!otherLow && low) return false;
-      if (otherLow === low && other.seq < ticket.seq) return false;
+      if (other.role === ticket.role && otherLow === low && other.seq < ticket.seq) return false;
     }
     return true;
   }
