@@ -220,7 +220,8 @@ export class LlamaEngine implements Engine {
       sink.emit({
         type: "error",
         code: "context_length_exceeded",
-        message: `the prompt has ${tokens.length} tokens; this worker's context holds ${loaded.ctxSize}`,
+        // Anthropic's wording, which Claude Code parses (N and M) to compact the conversation: docs/claude-code.md.
+        message: `prompt is too long: ${tokens.length} tokens > ${loaded.ctxSize - 1} maximum`,
         retryable: false,
       });
       return;
