@@ -82,10 +82,10 @@ function messageRequests(router: RouterTarget, from: number): { status: number }
     .filter((l) => l.msg === "request" && l.method === "POST" && l.path === "/v1/messages");
 }
 
-async function tinyModelFleet(dir: string, ctx: number) {
-  const modelPath = join(dir, `tiny-${ctx}.gguf`);
+async function tinyModelFleet(dir: string, ctx: number, eosBias = 2) {
+  const modelPath = join(dir, `tiny-${ctx}-${eosBias}.gguf`);
   // The tiny model ends its turns by itself (eosBias), since Claude Code asks for up to 64,000 tokens.
-  await writeTinyGguf(modelPath, { eosBias: 2, ctx, layers: 1, nEmbd: 32, heads: 2 });
+  await writeTinyGguf(modelPath, { eosBias, ctx, layers: 1, nEmbd: 32, heads: 2 });
   const router = await startDenoRouter({ AUXOT_CTX_SIZE: String(ctx), AUXOT_MAX_PARALLEL: "1" });
   const worker = spawnGpuWorker(router, modelPath);
   await eventually(
@@ -177,6 +177,39 @@ for (const { version, binary } of VERSIONS) {
         });
       } finally {
         await small.close();
+      }
+
+      const mid = await tinyModelFleet(home, 16_384, 0.5);
+      try {
+        await t.step("a session that outgrows the context: Claude Code compacts and retries the turn", async () => {
+          // 800 words are ~3,000 tokens here: the fifth or sixth turn no longer fits 16,384.
+          const words = (n: number, tag: string) => Array.from({ length: n }, (_, i) => `${tag}${i}`).join(" ");
+          const bare = ["--bare", "--tools", ""];
+          let session: string[] = [];
+          const before = mid.router.logs.length;
+          let compacted = false;
+          for (const tag of ["a", "b", "c", "d", "e", "f", "g", "h"]) {
+            const run = await claude(binary, `Remember: ${words(800, tag)}`, [...bare, ...session], mid.router, home);
+            session = ["--resume", String(run.result.session_id)];
+            const text = String(run.result.result ?? "");
+            assert.doesNotMatch(text, /API Error/, run.output);
+            const statuses = run.lines.filter((l) => l.type === "system" && l.subtype === "status");
+            const compaction = statuses.find((l) => l.compact_result !== undefined)?.compact_result;
+            console.log(`${version} turn ${tag}: compaction ${compaction ?? "none"}; is_error ${run.result.is_error}`);
+            // A failed compaction is the tiny model's doing (an empty summary); Claude Code then says "Prompt is too long".
+            if (run.result.is_error) assert.match(text, /^Prompt is too long/, run.output);
+            if (compaction === "success" && run.result.is_error === false) {
+              compacted = true;
+              break;
+            }
+          }
+          const statuses = messageRequests(mid.router, before).map((r) => r.status);
+          console.log(`${version} outgrown session: requests ${JSON.stringify(statuses)}`);
+          assert.ok(compacted, "Claude Code compacted the conversation after Auxot's 'prompt is too long' and went on");
+          assert.ok(statuses.includes(400));
+        });
+      } finally {
+        await mid.close();
       }
 
       await t.step("a forced WebSearch runs web_search_20250305 on a tools worker", async () => {
