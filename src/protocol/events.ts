@@ -27,7 +27,13 @@ export const JobEvent = z.discriminatedUnion("type", [
   z.object({ type: z.literal("tool_call"), index: z.number().int().nonnegative(), id: z.string(), name: z.string() }),
   z.object({ type: z.literal("tool_args"), index: z.number().int().nonnegative(), delta: z.string() }),
   z.object({ type: z.literal("usage"), usage: Usage }),
-  z.object({ type: z.literal("done"), finishReason: FinishReason, stopSequence: z.string().optional() }),
+  z.object({
+    type: z.literal("done"),
+    finishReason: FinishReason,
+    stopSequence: z.string().optional(),
+    /** With "length": the answer stopped at the end of the context, before the request's max_tokens. */
+    contextFull: z.boolean().optional(),
+  }),
   z.object({
     type: z.literal("error"),
     message: z.string(),

@@ -2,7 +2,8 @@
  * Limits worded as Anthropic words them, through the official SDK against a real GPU worker on a tiny model with a
  * 512-token context: a prompt over the context is a 400 invalid_request_error reading
  * `prompt is too long: N tokens > M maximum` (the wording Claude Code parses to compact), streamed or not; a
- * max_tokens larger than what is left of the context is honoured up to the context's end, not refused.
+ * max_tokens larger than what is left of the context is honoured up to the context's end, not refused, and ends with
+ * stop_reason `model_context_window_exceeded`.
  */
 import assert from "node:assert/strict";
 import Anthropic from "@anthropic-ai/sdk";
@@ -23,6 +24,7 @@ Deno.test({
 }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), "auxot-limits-"));
   const modelPath = join(dir, "tiny.gguf");
+  // No EOS bias: the model never ends a turn by itself, so an answer runs to max_tokens or the context's end.
   await writeTinyGguf(modelPath, { ctx: 512, layers: 1, nEmbd: 32, heads: 2 });
   const router = await startDenoRouter({ AUXOT_CTX_SIZE: "512", AUXOT_MAX_PARALLEL: "1" });
   const worker = spawnGpuWorker(router, modelPath);
@@ -59,7 +61,7 @@ Deno.test({
       });
     }
 
-    await t.step("max_tokens beyond the remaining context: answered, ending at the context's end", async () => {
+    await t.step("max_tokens beyond the remaining context: answered up to the context's end", async () => {
       // The SDK insists on streaming for a max_tokens this large.
       const message = await client.messages.stream({
         model: "claude-sonnet-5",
@@ -68,6 +70,14 @@ Deno.test({
       }).finalMessage();
       assert.ok(message.usage.output_tokens > 0);
       assert.ok(message.usage.input_tokens + message.usage.output_tokens <= 512);
+      // Anthropic's stop reason for this (current models), which Claude Code reports as the context limit.
+      assert.equal(message.stop_reason, "model_context_window_exceeded");
+      const capped = await client.messages.create({
+        model: "claude-sonnet-5",
+        max_tokens: 5,
+        messages: [{ role: "user", content: "Hello" }],
+      });
+      assert.equal(capped.stop_reason, "max_tokens", "the request's own max_tokens is still max_tokens");
     });
   } finally {
     await worker.stop();

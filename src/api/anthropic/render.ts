@@ -18,8 +18,10 @@
  *   only at the end). `message_delta` then carries the final usage. The internal `promptTokens` counts the whole
  *   prompt, cached tokens included (OpenAI's convention); Anthropic's `input_tokens` excludes cache reads and
  *   cache writes, so it is `promptTokens - cachedTokens - cacheCreationTokens`.
- * - stop reasons: stop → end_turn, length → max_tokens, stop_sequence → stop_sequence (with the sequence),
- *   tool_calls → tool_use; a "stop" after tool calls is reported as tool_use, which is what clients act on.
+ * - stop reasons: stop → end_turn, length → max_tokens (model_context_window_exceeded when the worker stopped at
+ *   the context's end before the request's max_tokens, as Anthropic's current models do), stop_sequence →
+ *   stop_sequence (with the sequence), tool_calls → tool_use; a "stop" after tool calls is reported as tool_use,
+ *   which is what clients act on.
  * - In the JSON body a tool's input is its argument text parsed as a JSON object. Text that is not one (a model
  *   cut off by max_tokens, or malformed output) gives `input: {}`: the client's tool then reports the missing
  *   arguments to the model, which can try again, instead of the whole turn failing.
@@ -152,7 +154,7 @@ class ContentBlocks {
   }
 }
 
-export type StopReason = "end_turn" | "max_tokens" | "stop_sequence" | "tool_use";
+export type StopReason = "end_turn" | "max_tokens" | "stop_sequence" | "tool_use" | "model_context_window_exceeded";
 
 const STOP_REASONS: Record<FinishReason, StopReason> = {
   stop: "end_turn",
@@ -161,7 +163,8 @@ const STOP_REASONS: Record<FinishReason, StopReason> = {
   tool_calls: "tool_use",
 };
 
-function stopReasonOf(reason: FinishReason, usedTools: boolean): StopReason {
+function stopReasonOf(reason: FinishReason, usedTools: boolean, contextFull?: boolean): StopReason {
+  if (reason === "length" && contextFull) return "model_context_window_exceeded";
   return reason === "stop" && usedTools ? "tool_use" : STOP_REASONS[reason];
 }
 
@@ -221,7 +224,7 @@ export class AnthropicStreamEncoder implements StreamEncoder {
       case "done": {
         this.#finished = true;
         const delta = {
-          stop_reason: stopReasonOf(event.finishReason, this.#blocks.usedTools),
+          stop_reason: stopReasonOf(event.finishReason, this.#blocks.usedTools, event.contextFull),
           stop_sequence: event.finishReason === "stop_sequence" ? event.stopSequence ?? null : null,
         };
         return this.#messageStart() + this.#blocks.close().map(sse).join("") +
@@ -295,12 +298,14 @@ export function collectMessage(events: JobEvent[], meta: ResponseMeta): Anthropi
   let promptTokens: number | undefined;
   let usage: Usage | undefined;
   let finishReason: FinishReason = "stop";
+  let contextFull = false;
   let stopSequence: string | null = null;
   for (const event of events) {
     if (event.type === "start") promptTokens ??= event.promptTokens;
     if (event.type === "usage") usage = event.usage;
     if (event.type === "done") {
       finishReason = event.finishReason;
+      contextFull = event.contextFull === true;
       stopSequence = event.finishReason === "stop_sequence" ? event.stopSequence ?? null : null;
     }
     for (const step of blocks.step(event)) {
@@ -326,7 +331,7 @@ export function collectMessage(events: JobEvent[], meta: ResponseMeta): Anthropi
     role: "assistant",
     model: meta.model,
     content,
-    stop_reason: stopReasonOf(finishReason, blocks.usedTools),
+    stop_reason: stopReasonOf(finishReason, blocks.usedTools, contextFull),
     stop_sequence: stopSequence,
     usage: withServerToolUse(anthropicUsage(usage, promptTokens), blocks),
   };
