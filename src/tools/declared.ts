@@ -45,6 +45,22 @@ export interface DeclaredOutcome {
   isError: boolean;
 }
 
+/** A declared tool's call that was not run: the caller sees it fail with Anthropic's `error_code`. */
+export function declaredFailure(
+  tool: DeclaredServerTool,
+  call: { id: string; args: Record<string, unknown> },
+  errorCode: string,
+): DeclaredOutcome {
+  return {
+    events: [
+      { type: "server_tool_use", id: call.id, name: tool.name, input: call.args },
+      { type: "server_tool_result", toolUseId: call.id, tool: tool.tool, errorCode },
+    ],
+    text: serverToolErrorText(tool.tool, errorCode),
+    isError: true,
+  };
+}
+
 /** Runs one call of a declared tool. `uses` counts the calls of this tool so far in this answer (this one included). */
 export async function runDeclared(
   ctx: RouterContext,
@@ -54,11 +70,7 @@ export async function runDeclared(
   signal: AbortSignal,
 ): Promise<DeclaredOutcome> {
   const use: ServerToolEvent = { type: "server_tool_use", id: call.id, name: tool.name, input: call.args };
-  const fail = (errorCode: string): DeclaredOutcome => ({
-    events: [use, { type: "server_tool_result", toolUseId: call.id, tool: tool.tool, errorCode }],
-    text: serverToolErrorText(tool.tool, errorCode),
-    isError: true,
-  });
+  const fail = (errorCode: string) => declaredFailure(tool, call, errorCode);
   if (tool.maxUses !== undefined && uses > tool.maxUses) return fail("max_uses_exceeded");
 
   if (tool.tool === "web_fetch") {

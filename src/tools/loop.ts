@@ -29,7 +29,7 @@ import type { RouterContext } from "../dispatch/context.ts";
 import { type ChatDispatch, type EventSource, type JobRun, type SourceFactory, startJob } from "../dispatch/chat.ts";
 import { serverTools } from "./catalog.ts";
 import { runServerTool } from "./run.ts";
-import { declaredDefinitions, runDeclared } from "./declared.ts";
+import { declaredDefinitions, declaredFailure, runDeclared } from "./declared.ts";
 
 export const MAX_TOOL_ROUNDS = 8;
 /** The dispatcher's keep-alive interval: a stream waiting on tools still sends keep-alives. */
@@ -326,15 +326,17 @@ class ToolLoopSource implements EventSource {
 
   async #execute(call: RoundCall): Promise<{ text: string; isError: boolean; shown?: JobEvent[] }> {
     let args: unknown;
+    const declared = this.#declared.get(call.name);
     try {
       args = call.arguments.trim() === "" ? {} : JSON.parse(call.arguments);
     } catch (err) {
+      if (declared) return shownFailure(declared, call.id);
       return { text: `The arguments for ${call.name} are not valid JSON: ${(err as Error).message}`, isError: true };
     }
     if (typeof args !== "object" || args === null || Array.isArray(args)) {
+      if (declared) return shownFailure(declared, call.id);
       return { text: `The arguments for ${call.name} must be a JSON object.`, isError: true };
     }
-    const declared = this.#declared.get(call.name);
     if (declared) {
       const uses = (this.#uses.get(call.name) ?? 0) + 1;
       this.#uses.set(call.name, uses);
@@ -359,6 +361,12 @@ class ToolLoopSource implements EventSource {
       isError: true,
     };
   }
+}
+
+/** A declared tool's call whose arguments are not a JSON object: shown to the caller as invalid_tool_input. */
+function shownFailure(tool: DeclaredServerTool, id: string): { text: string; isError: boolean; shown: JobEvent[] } {
+  const failed = declaredFailure(tool, { id, args: {} }, "invalid_tool_input");
+  return { text: failed.text, isError: true, shown: failed.events };
 }
 
 /** The request for the next round: the model's turn with its server calls, then their results. */

@@ -148,6 +148,21 @@ Deno.test({
     });
 
     await t.step(
+      "arguments that are not a JSON object: the call is shown failing with invalid_tool_input",
+      async () => {
+        const before = search.requests.length;
+        const message = await client.messages.create({ ...forcedSearch, messages: [{ role: "user", content: "[1]" }] });
+        const result = message.content.find((b) => b.type === "web_search_tool_result");
+        assert.deepEqual(result?.type === "web_search_tool_result" && result.content, {
+          type: "web_search_tool_result_error",
+          error_code: "invalid_tool_input",
+        });
+        assert.equal(search.requests.length, before);
+        assert.deepEqual(message.usage.server_tool_use, { web_search_requests: 0, web_fetch_requests: 0 });
+      },
+    );
+
+    await t.step(
       "web_fetch_20250910: the page as a document; a domain outside allowed_domains is refused",
       async () => {
         const tool: Anthropic.WebFetchTool20250910 = {
