@@ -106,6 +106,7 @@ export class ChatChunkEncoder implements StreamEncoder {
       }
       case "reasoning_signature":
       case "error":
+      default: // the router's server-tool events (Anthropic blocks) have no Chat Completions form
         return "";
     }
   }
