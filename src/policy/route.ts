@@ -55,6 +55,8 @@ export function resolveModel(
       return exact;
     }
     const lower = wanted.toLowerCase();
+    const automatic = models.find((m) => m.kind === kind && automaticClaudeAlias(m) === lower);
+    if (automatic) return automatic;
     for (const alias of aliases) {
       if (!alias.matcher.test(lower)) continue;
       const target = models.find((m) => m.name === alias.target);
@@ -69,6 +71,11 @@ export function resolveModel(
     );
   }
   return fallback;
+}
+
+/** `claude-<model>` for a chat model (listed for Claude Code's picker): lower case, other characters as "-". */
+export function automaticClaudeAlias(model: PolicyModel): string {
+  return `claude-${modelKey(model.name).replace(/[^a-z0-9.-]+/g, "-")}`;
 }
 
 function embeddingHint(models: PolicyModel[]): string {
