@@ -110,3 +110,23 @@ export function modelsOfWorker(policy: Policy, worker: WorkerInfo): string[] {
   const byKey = new Map(models.map((m) => [modelKey(m.name), m.name]));
   return worker.models.map((m) => byKey.get(modelKey(m.model))).filter((n): n is string => n !== undefined);
 }
+
+/** Per model of the policy: its kind, jobs waiting in its lane, workers serving it (ready ones), free slots. */
+export function modelsView(
+  policy: Policy,
+  workers: { info: WorkerInfo }[],
+  queued: Record<string, number>,
+): { name: string; kind: ModelKind; queued: number; workers: number; slots: number; free: number }[] {
+  return policyModels(policy).map((model) => {
+    let count = 0, slots = 0, free = 0;
+    for (const { info } of workers) {
+      if (info.kind === "tools" || info.loaded?.policyVersion !== policy.version) continue;
+      if (!modelsOfWorker(policy, info).includes(model.name)) continue;
+      count++;
+      const own = info.models?.find((m) => modelKey(m.model) === modelKey(model.name));
+      slots += own ? own.slots : info.slots;
+      free += own ? own.free : info.free;
+    }
+    return { name: model.name, kind: model.kind, queued: queued[laneOf(model)] ?? 0, workers: count, slots, free };
+  });
+}
