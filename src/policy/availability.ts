@@ -12,7 +12,7 @@ import type { PolicyModel } from "../protocol/worker-protocol.ts";
 import type { FleetStatus } from "../store/store.ts";
 import { modelsOfWorker } from "./route.ts";
 
-/** A positive answer is trusted this long; a negative one is re-checked unless it is fresher than NEGATIVE_MS. */
+/** "Served" is trusted this long; any other answer is re-checked unless it is fresher than NEGATIVE_MS. */
 const FLEET_CACHE_MS = 5_000;
 const NEGATIVE_MS = 1_000;
 
@@ -26,7 +26,7 @@ export async function assertModelServed(ctx: RouterContext, model: PolicyModel):
   let entry = cache.get(ctx);
   if (!entry || ctx.now() - entry.at > FLEET_CACHE_MS) entry = await refresh(ctx);
   let verdict = judge(ctx, entry.fleet, model);
-  if (verdict === "unserved" && ctx.now() - entry.at > NEGATIVE_MS) {
+  if (verdict !== "served" && ctx.now() - entry.at > NEGATIVE_MS) {
     entry = await refresh(ctx);
     verdict = judge(ctx, entry.fleet, model);
   }
