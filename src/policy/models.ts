@@ -91,7 +91,11 @@ export function parseModelList(
     out.push({
       ...resolved,
       kind,
-      ...(kind === "chat" ? { ctxSize: ctxSize ?? defaults.ctxSize } : ctxSize ? { ctxSize } : {}),
+      ...(kind === "chat"
+        ? { ctxSize: ctxSize ?? defaults.ctxSize }
+        : ctxSize ?? registered?.defaultContext
+        ? { ctxSize: ctxSize ?? registered?.defaultContext }
+        : {}),
       maxParallel: maxParallel ?? defaults.maxParallel,
       capabilities: kind === "embedding" && !capabilities.includes("embedding")
         ? [...capabilities, "embedding"]

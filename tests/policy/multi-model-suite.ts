@@ -40,7 +40,10 @@ export async function routingChecks(t: Deno.TestContext, router: RouterTarget, f
       assert.ok(["a", "c"].includes(big.ranOn[0]), `tiny-big ran on ${big.ranOn}`);
       const small = await chat("custom:tiny-small");
       assert.equal(small.model, "custom:tiny-small");
-      assert.ok(small.text.length > 0 && smallDirect.text.startsWith(small.text), `tiny-small's own greedy text: ${JSON.stringify([small.text, smallDirect.text])}`);
+      assert.ok(
+        small.text.length > 0 && smallDirect.text.startsWith(small.text),
+        `tiny-small's own greedy text: ${JSON.stringify([small.text, smallDirect.text])}`,
+      );
       assert.equal(small.ranOn.length, 1);
       assert.ok(["b", "c"].includes(small.ranOn[0]), `tiny-small ran on ${small.ranOn}`);
     }
