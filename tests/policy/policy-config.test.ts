@@ -156,3 +156,18 @@ Deno.test("which models a GPU worker brings up: --models order, else the policy'
   assert.deepEqual(noFile.chosen, []);
   assert.match(noFile.notes[0], /custom:small skipped: a custom model needs --model-path custom:small=FILE/);
 });
+
+Deno.test("docs/models.md's example loads: big model, small model, embeddings, aliases", () => {
+  const config = load({
+    AUXOT_MODEL: "Qwen3.5-35B-A3B",
+    AUXOT_MODELS: "Qwen3-8B ctx=32768 parallel=4",
+    AUXOT_EMBEDDING_MODELS: "nomic-embed-text-v1.5",
+    AUXOT_MODEL_ALIASES: "claude-haiku-*=Qwen3-8B, gpt-*-mini=Qwen3-8B",
+  });
+  assert.equal(resolveModel(config.policy, config.aliases, "claude-haiku-4-5", "chat").name, "Qwen3-8B");
+  assert.equal(resolveModel(config.policy, config.aliases, "claude-sonnet-5", "chat").name, "Qwen3.5-35B-A3B");
+  assert.equal(
+    resolveModel(config.policy, config.aliases, "text-embedding-3-small", "embedding").name,
+    "nomic-embed-text-v1.5",
+  );
+});
