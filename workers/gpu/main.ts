@@ -6,10 +6,8 @@
  */
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
-import process from "node:process";
 import { createLogger, type LogLevel } from "../../src/log.ts";
-import type { LoadedModel, Policy, WorkerJob } from "../../src/protocol/worker-protocol.ts";
-import type { Engine, EventSink } from "../common/engine.ts";
+import type { Engine } from "../common/engine.ts";
 import { WorkerLoop } from "../common/worker-loop.ts";
 import {
   ArgsError,
