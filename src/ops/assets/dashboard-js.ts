@@ -257,7 +257,15 @@ export const DASHBOARD_JS = String.raw`"use strict";
 
   function renderQueue(report) {
     var pairs = [["waiting", String(report.queue.depth)], ["running", String(report.running)]];
+    // One line per model of the policy (its lane's depth, ready workers serving it, their free slots); tool lanes after.
+    (report.models || []).forEach(function (m) {
+      pairs.push([
+        m.name + (m.kind === "embedding" ? " (embeddings)" : ""),
+        m.queued + " queued · " + m.workers + " workers · " + m.free + "/" + m.slots + " free",
+      ]);
+    });
     Object.keys(report.queue.byLane).forEach(function (lane) {
+      if (report.models && /^(chat|embed):/.test(lane)) return;
       pairs.push(["lane " + lane, String(report.queue.byLane[lane])]);
     });
     var jobs = report.counters.jobs;
