@@ -33,6 +33,8 @@ export interface WorkerView {
   tokensPerSecond?: number;
   lastSeenAt: number;
   tools?: string[];
+  /** Several-model workers: every model served, with its free and total slots. */
+  models?: { model: string; kind: string; slots: number; free: number }[];
 }
 
 export interface CounterSummary {
@@ -132,6 +134,9 @@ function workerView(w: WorkerStatus, policyVersion: string): WorkerView {
     tokensPerSecond: info.tokensPerSecond,
     lastSeenAt: w.lastSeenAt,
     ...(info.tools ? { tools: info.tools.map((t) => t.name) } : {}),
+    ...(info.models
+      ? { models: info.models.map((m) => ({ model: m.model, kind: m.kind, slots: m.slots, free: m.free })) }
+      : {}),
   };
 }
 

@@ -228,6 +228,8 @@ export const DASHBOARD_JS = String.raw`"use strict";
       card.appendChild(head);
 
       var model = [w.model, w.quantization, w.ctxSize ? "ctx " + num(w.ctxSize) : ""].filter(Boolean).join(" · ");
+      // A worker serving several models lists them all.
+      if (w.models && w.models.length > 1) model = w.models.map(function (m) { return m.model; }).join(", ");
       if (model) card.appendChild(el("div", "detail", model));
       var hw = [w.backend, w.gpu, bytes(w.vramBytes)].filter(Boolean).join(" · ");
       if (hw) card.appendChild(el("div", "detail", hw));
