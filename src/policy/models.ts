@@ -9,6 +9,7 @@
  *
  * A model entry is a name followed by optional `quantization=`, `ctx=` and `parallel=` settings; unset ones take
  * AUXOT_QUANTIZATION's "auto", AUXOT_CTX_SIZE and AUXOT_MAX_PARALLEL (embedding models: the model's own context).
+ * Embedding models also take `min-dimensions=` (a custom model trained for shorter vectors; registry models know).
  * Problems are returned as messages naming the variable, for the config's start-up report.
  */
 import type { PolicyModel } from "../protocol/worker-protocol.ts";
@@ -47,7 +48,7 @@ export function parseModelList(
     const fields = new Map<string, string>();
     let bad = false;
     for (const setting of settings) {
-      const match = /^(quantization|ctx|parallel)=(\S+)$/.exec(setting);
+      const match = /^(quantization|ctx|parallel|min-dimensions)=(\S+)$/.exec(setting);
       if (!match) {
         problems.push(
           `${variable}: "${setting}" in "${entry}" is not a setting; write e.g. "${name} quantization=Q4_K_M ctx=32768 ` +
@@ -67,6 +68,12 @@ export function parseModelList(
     };
     const ctxSize = int("ctx", 256, 16_777_216);
     const maxParallel = int("parallel", 1, 256);
+    // Matryoshka-trained custom embedding models: the shortest `dimensions` a caller may ask for.
+    const minDimensions = int("min-dimensions", 1, 65_536);
+    if (minDimensions !== undefined && kind === "chat") {
+      problems.push(`${variable}: min-dimensions is a setting of embedding models (AUXOT_EMBEDDING_MODELS).`);
+      bad = true;
+    }
     let resolved;
     try {
       resolved = resolvePolicyModel(name, fields.get("quantization"));
@@ -101,7 +108,9 @@ export function parseModelList(
         ? [...capabilities, "embedding"]
         : capabilities,
       ...(registered?.embedding?.dimensions ? { dimensions: registered.embedding.dimensions } : {}),
-      ...(registered?.embedding?.minDimensions ? { minDimensions: registered.embedding.minDimensions } : {}),
+      ...(minDimensions ?? registered?.embedding?.minDimensions
+        ? { minDimensions: minDimensions ?? registered?.embedding?.minDimensions }
+        : {}),
     });
   }
   return out;

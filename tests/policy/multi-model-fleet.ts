@@ -49,7 +49,7 @@ export const MULTI_MODEL_ENV = {
   AUXOT_CTX_SIZE: "1024",
   AUXOT_MAX_PARALLEL: "2",
   AUXOT_MODELS: "custom:tiny-small ctx=131072 parallel=1, custom:tiny-none",
-  AUXOT_EMBEDDING_MODELS: "custom:tiny-embed ctx=512 parallel=2",
+  AUXOT_EMBEDDING_MODELS: "custom:tiny-embed ctx=512 parallel=2 min-dimensions=8",
   AUXOT_MODEL_ALIASES: "claude-haiku-*=tiny-small, gpt-*-mini=tiny-small",
 };
 

@@ -199,9 +199,24 @@ export async function embeddingChecks(t: Deno.TestContext, router: RouterTarget,
     assert.deepEqual(tokens.data[0].embedding, tokens.data[1].embedding);
   });
 
+  await t.step("embeddings: `dimensions` cuts a Matryoshka model's vector and normalises it again", async () => {
+    const full = await openai.embeddings.create({ model: "tiny-embed", input: "cut me", encoding_format: "float" });
+    const cut = await openai.embeddings.create({
+      model: "tiny-embed",
+      input: "cut me",
+      dimensions: 16,
+      encoding_format: "float",
+    });
+    const head = full.data[0].embedding.slice(0, 16);
+    const norm = Math.sqrt(head.reduce((s, v) => s + v * v, 0));
+    assert.equal(cut.data[0].embedding.length, 16);
+    cut.data[0].embedding.forEach((v, i) => assert.ok(Math.abs(v - head[i] / norm) < 1e-6, `value ${i}`));
+  });
+
   await t.step("embeddings: clear 400s (dimensions the model cannot give, a chat model, empty input)", async () => {
     const cases: [Record<string, unknown>, RegExp][] = [
-      [{ model: "tiny-embed", input: "x", dimensions: 16 }, /48 dimensions only/],
+      [{ model: "tiny-embed", input: "x", dimensions: 4 }, /8 to 48 dimensions, not 4/],
+      [{ model: "tiny-embed", input: "x", dimensions: 64 }, /48 dimensions; 64 is more/],
       [{ model: "tiny-big", input: "x" }, /chat model, not an embedding model/],
       [{ model: "tiny-embed", input: [] }, /input/],
     ];

@@ -34,8 +34,11 @@ Deno.test({ name: "several models: Deno, embedded store (and Claude Code's haiku
       assert.ok(result, `no result line; exit ${run.code}\n${run.stdout.slice(-1500)}\n${run.stderr.slice(-1500)}`);
       assert.equal(result.is_error, false, JSON.stringify(result));
       assert.equal(run.lines.find((l) => l.subtype === "init")?.claude_code_version, "2.1.197", "the pinned CLI");
-      const assistant = run.lines.find((l) => l.type === "assistant");
-      assert.equal(assistant?.message?.model, "custom:tiny-small", run.stdout.slice(0, 3000));
+      // The reply names the model that served (when the random model said anything at all: Claude Code's prompt
+      // changes with the date, and the tiny model sometimes ends its turn at once).
+      for (const line of run.lines.filter((l) => l.type === "assistant")) {
+        assert.equal(line.message?.model, "custom:tiny-small", JSON.stringify(line));
+      }
       // Every request of the run went to a worker serving tiny-small, none to box A (tiny-big only).
       const started = (lines: string[]) => lines.filter((l) => l.includes('"job started"')).length;
       assert.equal(started(fleet.a.stderr), before.a);

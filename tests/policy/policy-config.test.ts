@@ -57,6 +57,7 @@ Deno.test("mistakes stop start-up naming the variable", () => {
   const cases: [Record<string, string>, RegExp][] = [
     [{ AUXOT_MODELS: "custom:a size=3" }, /^AUXOT_MODELS: "size=3"/],
     [{ AUXOT_MODELS: "custom:a parallel=0" }, /^AUXOT_MODELS: parallel=0/],
+    [{ AUXOT_MODELS: "custom:a min-dimensions=8" }, /min-dimensions is a setting of embedding models/],
     [{ AUXOT_MODELS: "Qwen3.5-35B-A3Bx" }, /^AUXOT_MODELS: Unknown model "Qwen3.5-35B-A3Bx"\. Did you mean/],
     [{ AUXOT_MODELS: "nomic-embed-text-v1.5" }, /^AUXOT_MODELS: "nomic-embed-text-v1.5" is an embedding model/],
     [{ AUXOT_EMBEDDING_MODELS: "Qwen3.5-35B-A3B" }, /^AUXOT_EMBEDDING_MODELS: "Qwen3.5-35B-A3B" is a chat model/],
