@@ -27,8 +27,9 @@ export function laneOf(model: PolicyModel | { kind: ModelKind; name: string }): 
 }
 
 /**
- * The policy model a request names: the model itself (case-insensitive, `custom:` optional), else the first alias
- * whose pattern matches, else the default of its kind (the default chat model; the first embedding model).
+ * The policy model a request names: the model itself (case-insensitive, `custom:` optional), else an automatic
+ * `claude-<model>` id, else the first alias whose pattern matches, else the default of its kind (the default chat
+ * model; the first embedding model).
  * Naming a model of the other kind is the caller's mistake (400); embeddings with none configured are a 501.
  */
 export function resolveModel(
