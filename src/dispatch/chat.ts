@@ -60,10 +60,10 @@ export async function startJob(
     await ctx.store.enqueue({
       id,
       lane: route.lane,
-      payload: { id, kind: "chat", request, mode, model: route.model.name },
+      payload: { id, kind: "chat", request: route.request, mode, model: route.model.name },
       deadlineAt: now + ctx.config.jobTimeoutMs,
       queueDeadlineAt: now + ctx.config.queueTimeoutMs,
-      conversationKey: request.conversationKey,
+      conversationKey: route.request.conversationKey,
     });
   } catch (err) {
     if (err instanceof StoreError && err.code === "queue_full") {

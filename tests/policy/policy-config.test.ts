@@ -6,7 +6,9 @@
 import assert from "node:assert/strict";
 import { ConfigError, loadConfig } from "../../src/config.ts";
 import { ApiError } from "../../src/http/errors.ts";
+import { scopeConversation } from "../../src/policy/dispatch.ts";
 import { resolveModel, workerModelLanes } from "../../src/policy/route.ts";
+import type { ChatRequest } from "../../src/protocol/chat.ts";
 import type { WorkerInfo } from "../../src/protocol/worker-protocol.ts";
 import { chooseModels } from "../../workers/gpu/model-set-engine.ts";
 import { testKeys } from "../helpers/router.ts";
@@ -171,4 +173,24 @@ Deno.test("docs/models.md's example loads: big model, small model, embeddings, a
     resolveModel(config.policy, config.aliases, "text-embedding-3-small", "embedding").name,
     "nomic-embed-text-v1.5",
   );
+});
+
+Deno.test("a session's affinity key names its model when the policy has several chat models", () => {
+  const request = {
+    requestedModel: "x",
+    messages: [],
+    tools: [],
+    toolChoice: "auto",
+    stop: [],
+    conversationKey: "h:session-1",
+  } as unknown as ChatRequest;
+  const several = load({ AUXOT_MODEL: "custom:big", AUXOT_MODELS: "custom:small" });
+  const [big, small] = several.policy.models!;
+  assert.equal(scopeConversation(several.policy, request, big).conversationKey, "custom:big|h:session-1");
+  const scoped = scopeConversation(several.policy, request, small);
+  assert.equal(scoped.conversationKey, "custom:small|h:session-1");
+  assert.equal(scopeConversation(several.policy, scoped, small), scoped, "idempotent (the tool loop re-enqueues)");
+  assert.equal(request.conversationKey, "h:session-1", "the caller's request is not changed");
+  const one = load({ AUXOT_MODEL: "custom:big", AUXOT_EMBEDDING_MODELS: "custom:e" });
+  assert.equal(scopeConversation(one.policy, request, one.policy.models![0]), request, "one chat model: unchanged");
 });
