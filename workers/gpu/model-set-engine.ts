@@ -96,6 +96,10 @@ export class ModelSetEngine implements Engine {
     this.#planned = [];
     const served = [...this.#served.values()];
     if (served.length === 0) throw new Error(`no model of the policy could be served here: ${notes.join("; ")}`);
+    this.log.info("serving models", {
+      models: served.map((s) => `${s.info.model} (${s.info.kind}, ${s.info.slots} slots)`),
+      ...(notes.length > 0 ? { skipped: notes } : {}),
+    });
     const first = served[0].info;
     const note = notes.join("; ");
     return {
