@@ -27,6 +27,8 @@ export const JobEvent = z.discriminatedUnion("type", [
   z.object({ type: z.literal("tool_call"), index: z.number().int().nonnegative(), id: z.string(), name: z.string() }),
   z.object({ type: z.literal("tool_args"), index: z.number().int().nonnegative(), delta: z.string() }),
   z.object({ type: z.literal("usage"), usage: Usage }),
+  /** One input's embedding (embedding jobs): little-endian float32 values, base64 (compact and exact). */
+  z.object({ type: z.literal("embedding"), index: z.number().int().nonnegative(), base64: z.string() }),
   z.object({
     type: z.literal("done"),
     finishReason: FinishReason,
@@ -80,5 +82,5 @@ export function isTerminal(event: JobEvent): boolean {
 /** Events that count as output a caller may already have seen (so the job can no longer be re-queued). */
 export function isOutput(event: JobEvent): boolean {
   return event.type === "text" || event.type === "reasoning" || event.type === "tool_call" ||
-    event.type === "tool_args";
+    event.type === "tool_args" || event.type === "embedding";
 }

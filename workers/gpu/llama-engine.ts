@@ -388,7 +388,8 @@ export class LlamaEngine implements Engine {
     await Promise.allSettled([...this.running]);
     await this.loaded?.context.dispose();
     await this.model?.dispose();
-    await this.llama?.dispose();
+    // A backend passed in is shared (several models on one worker): its owner disposes it.
+    if (!this.options.llama) await this.llama?.dispose();
     this.loaded = undefined;
     this.model = undefined;
     this.llama = undefined;
