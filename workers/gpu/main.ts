@@ -7,7 +7,7 @@
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import process from "node:process";
-import { createLogger, type LogLevel } from "../../src/log.ts";
+import { createLogger, logFormatFrom, type LogLevel } from "../../src/log.ts";
 import type { LoadedModel, Policy, WorkerJob } from "../../src/protocol/worker-protocol.ts";
 import type { Engine, EventSink } from "../common/engine.ts";
 import { WorkerLoop } from "../common/worker-loop.ts";
@@ -22,7 +22,9 @@ import {
 import { createProgressReporter, downloadModel, hubSettingsFromEnv } from "./download.ts";
 import { ExternalEngine } from "./external-engine.ts";
 import { readGgufHeader } from "./gguf-header.ts";
-import { LlamaEngine, loadLlamaBackend } from "./llama-engine.ts";
+import { LlamaEngine, type loadLlamaBackend } from "./llama-engine.ts";
+import { loadReportedBackend } from "./backend.ts";
+import { withJobLog } from "../common/job-log.ts";
 import { measureFreeMemory } from "./memory.ts";
 import { provisionModel } from "./provision.ts";
 
@@ -120,7 +122,7 @@ class ProvisionedLlamaEngine implements Engine {
   }
 
   async applyPolicy(policy: Policy): Promise<LoadedModel | undefined> {
-    this.#llama ??= loadLlamaBackend({ gpuLayers: this.args.gpuLayers, log: (m) => this.log.debug(m) });
+    this.#llama ??= loadReportedBackend({ gpuLayers: this.args.gpuLayers, log: this.log, env: process.env });
     const llama = await this.#llama;
     const hub = hubSettingsFromEnv(process.env);
     const provisioned = await provisionModel(policy, {
@@ -172,10 +174,14 @@ export async function runGpuWorker(args: GpuWorkerArgs): Promise<number> {
     console.error(`--model-path: no such file: ${args.modelPath}`);
     return 2;
   }
-  const log = createLogger(args.logLevel, (line) => console.error(line), { worker: "gpu" });
-  const engine: Engine = args.llamaUrl
-    ? new ExternalEngine({ url: args.llamaUrl, slots: args.slots })
-    : new ProvisionedLlamaEngine(args, log);
+  const format = logFormatFrom(process.env, process.stderr.isTTY === true);
+  const log = createLogger(args.logLevel, (line) => console.error(line), { worker: "gpu" }, format);
+  const engine: Engine = withJobLog(
+    args.llamaUrl
+      ? new ExternalEngine({ url: args.llamaUrl, slots: args.slots })
+      : new ProvisionedLlamaEngine(args, log),
+    log,
+  );
   const loop = new WorkerLoop({
     routerUrl: args.routerUrl,
     key: args.key,
@@ -186,6 +192,7 @@ export async function runGpuWorker(args: GpuWorkerArgs): Promise<number> {
   });
   log.info("worker starting", {
     id: loop.id,
+    name: args.name,
     router: args.routerUrl,
     engine: args.llamaUrl ? "external" : "node-llama-cpp",
   });
