@@ -1,0 +1,133 @@
+/**
+ * A new user's first commands on a fresh clone (git clone of this checkout's HEAD into a temporary directory, so
+ * nothing installed here helps): `deno task setup --fly` with only a Deno on PATH, the same through `npx deno` with
+ * only Node/npm, a worker task's one-line instruction before any npm install, and `npm ci` leaving the tree clean.
+ * Needs git, npm and the npm registry (Deno fetches the router's packages itself; npx fetches Deno).
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, rm, symlink } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parsePhc } from "../../src/auth/keys.ts";
+
+const ROOT = new URL("../../", import.meta.url).pathname;
+
+async function run(cmd: string, args: string[], options: { cwd: string; env: Record<string, string> }) {
+  const out = await new Deno.Command(cmd, { args, ...options, clearEnv: true, stdout: "piped", stderr: "piped" })
+    .output();
+  return { code: out.code, stdout: new TextDecoder().decode(out.stdout), stderr: new TextDecoder().decode(out.stderr) };
+}
+
+/** The directory on PATH holding `name` (node, npx, git), or undefined. */
+function onPath(name: string): string | undefined {
+  for (const dir of (Deno.env.get("PATH") ?? "").split(":")) {
+    try {
+      if (Deno.statSync(join(dir, name)).isFile) return dir;
+    } catch { /* not here */ }
+  }
+  return undefined;
+}
+
+async function withClone(fn: (clone: string, tmp: string) => Promise<void>) {
+  const tmp = await mkdtemp(join(tmpdir(), "auxot-clone-"));
+  try {
+    const clone = join(tmp, "auxot");
+    const cloned = await run("git", ["clone", "--quiet", ROOT, clone], {
+      cwd: tmp,
+      env: { PATH: Deno.env.get("PATH") ?? "" },
+    });
+    assert.equal(cloned.code, 0, cloned.stderr);
+    await fn(clone, tmp);
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/** The `fly secrets set NAME='value' \ …` command as a map, checking each value is an Argon2id PHC string. */
+function flySecrets(stdout: string): Record<string, string> {
+  const start = stdout.indexOf("fly secrets set ");
+  assert.ok(start >= 0, `no fly secrets set line in:\n${stdout}`);
+  const lines: string[] = [];
+  for (const line of stdout.slice(start).split("\n")) {
+    lines.push(line.trim());
+    if (!line.trimEnd().endsWith("\\")) break;
+  }
+  const command = lines.join(" ");
+  const secrets = Object.fromEntries([...command.matchAll(/([A-Z_]+)='([^']*)'/g)].map((m) => [m[1], m[2]]));
+  for (const name of ["AUXOT_ADMIN_KEY_HASH", "AUXOT_API_KEY_HASH"]) {
+    assert.ok(secrets[name], `${name} in: ${command}`);
+    assert.ok(parsePhc(secrets[name]!), `${name} is an Argon2id PHC string: ${secrets[name]}`);
+  }
+  return secrets;
+}
+
+const git = onPath("git");
+const npx = onPath("npx");
+
+Deno.test({
+  name: "fresh clone, only a Deno on PATH: deno task setup --fly prints valid fly secrets; tree stays clean",
+  ignore: !git,
+}, () =>
+  withClone(async (clone, tmp) => {
+    // A "global" Deno: this very binary under the name `deno` in a bin folder; nothing else of ours on PATH.
+    const bin = join(tmp, "bin");
+    await Deno.mkdir(bin);
+    await symlink(Deno.execPath(), join(bin, "deno"));
+    const env = { PATH: `${bin}:${git}`, HOME: tmp, DENO_DIR: join(tmp, "deno-dir"), NO_COLOR: "1" };
+    const setup = await run("deno", ["task", "setup", "--fly"], { cwd: clone, env });
+    assert.equal(setup.code, 0, setup.stderr);
+    flySecrets(setup.stdout);
+    const models = await run("deno", ["task", "models", "qwen3.5-35b"], { cwd: clone, env });
+    assert.equal(models.code, 0, models.stderr);
+    // A worker needs npm packages: one line saying what to run, not a module-resolution trace.
+    const worker = await run("deno", ["task", "--quiet", "worker:gpu", "--help"], { cwd: clone, env });
+    assert.equal(worker.code, 1);
+    assert.match(worker.stderr, /needs its npm packages \(node-llama-cpp.*node bin\/auxot-worker-install\.mjs/);
+    const status = await run("git", ["status", "--porcelain"], { cwd: clone, env });
+    assert.equal(status.stdout, "");
+  }));
+
+Deno.test({
+  name: "fresh clone, only Node/npm: npx deno task setup --fly prints valid fly secrets",
+  ignore: !git || !npx,
+}, () =>
+  withClone(async (clone, tmp) => {
+    const env = {
+      PATH: [...new Set([npx!, git!, "/usr/bin", "/bin"])].join(":"),
+      HOME: Deno.env.get("HOME") ?? tmp, // npm's cache: npx may reuse a Deno it fetched before
+      DENO_DIR: join(tmp, "deno-dir"),
+      NO_COLOR: "1",
+    };
+    assert.equal((await run("sh", ["-c", "command -v deno || true"], { cwd: clone, env })).stdout, "");
+    const setup = await run("npx", ["--yes", "deno", "task", "setup", "--fly"], { cwd: clone, env });
+    assert.equal(setup.code, 0, setup.stderr);
+    flySecrets(setup.stdout);
+    const status = await run("git", ["status", "--porcelain"], { cwd: clone, env });
+    assert.equal(status.stdout, "");
+  }));
+
+Deno.test({
+  name: "fresh clone: npm ci accepts the lockfile and leaves git status empty (router-only install)",
+  ignore: !git || !npx,
+}, () =>
+  withClone(async (clone, tmp) => {
+    const env = { PATH: [...new Set([npx!, git!, "/usr/bin", "/bin"])].join(":"), HOME: Deno.env.get("HOME") ?? tmp };
+    // npm ci checks the whole lockfile against package.json (every workspace, every platform's optional package)
+    // before installing; the router-only selection keeps this test to a few MB.
+    const ci = await run("npm", [
+      "ci",
+      "--omit=dev",
+      "--workspaces=false",
+      "--no-audit",
+      "--no-fund",
+      "--prefer-offline",
+    ], {
+      cwd: clone,
+      env,
+    });
+    assert.equal(ci.code, 0, ci.stderr);
+    const status = await run("git", ["status", "--porcelain"], { cwd: clone, env });
+    assert.equal(status.stdout, "");
+    const installed = [...Deno.readDirSync(join(clone, "node_modules"))].map((e) => e.name).sort();
+    assert.deepEqual(installed.filter((n) => !n.startsWith(".")), ["hash-wasm", "itty-router", "zod"]);
+  }));
