@@ -13,8 +13,19 @@ import { parsePhc } from "../../src/auth/keys.ts";
 const ROOT = new URL("../../", import.meta.url).pathname;
 
 async function run(cmd: string, args: string[], options: { cwd: string; env: Record<string, string> }) {
-  const out = await new Deno.Command(cmd, { args, ...options, clearEnv: true, stdout: "piped", stderr: "piped" })
-    .output();
+  // The inherited environment minus what could point at this checkout's tools (PATH is given; no DENO_*/npm_*
+  // variables), keeping what reaches the registry here (certificates, proxies).
+  const inherited = Object.fromEntries(
+    Object.entries(Deno.env.toObject()).filter(([k]) => !/^(DENO_|npm_|NODE_PATH$|PATH$)/i.test(k)),
+  );
+  const out = await new Deno.Command(cmd, {
+    args,
+    cwd: options.cwd,
+    env: { ...inherited, ...options.env },
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
   return { code: out.code, stdout: new TextDecoder().decode(out.stdout), stderr: new TextDecoder().decode(out.stderr) };
 }
 
