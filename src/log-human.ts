@@ -22,6 +22,7 @@ const QUIET = new Set(["worker", "id"]);
 function seconds(ms: unknown): string {
   const s = Number(ms) / 1000;
   if (!Number.isFinite(s)) return "?";
+  if (s < 1) return `${Math.round(s * 1000)}ms`;
   return s < 10 ? `${Math.round(s * 10) / 10}s` : s < 120 ? `${Math.round(s)}s` : `${Math.round(s / 60)}m`;
 }
 
@@ -30,10 +31,18 @@ function gb(bytes: unknown): string {
   return Number.isFinite(n) ? `${(n / 1e9).toFixed(1)} GB` : "?";
 }
 
+/** An error's message with its causes ("fetch failed: connect ECONNREFUSED 127.0.0.1:8080"). */
 function errorText(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  if (error && typeof error === "object" && "message" in error) return String((error as { message: unknown }).message);
-  return String(error);
+  const parts: string[] = [];
+  let current = error;
+  for (let depth = 0; current !== undefined && current !== null && depth < 4; depth++) {
+    const e = current as { message?: unknown; code?: unknown; cause?: unknown };
+    const text = typeof e.message === "string" ? e.message : typeof current === "object" ? "" : String(current);
+    if (text && !parts.some((p) => p.includes(text))) parts.push(text);
+    if (typeof e.code === "string" && !parts.some((p) => p.includes(e.code as string))) parts.push(e.code);
+    current = typeof current === "object" ? e.cause : undefined;
+  }
+  return parts.join(": ") || String(error);
 }
 
 function value(v: unknown): string {
@@ -58,7 +67,7 @@ function phrase(msg: string, f: LogFields): string | undefined {
     case "worker starting":
       return `worker ${f.name ?? ""} connecting to ${f.router} (engine ${f.engine})`.replace("  ", " ");
     case "llama backend":
-      return `backend ${f.backend}${f.gpu ? ` · ${f.gpu}` : ""}${
+      return `backend ${f.backend}${f.gpu ? ` · ${f.gpu}` : ""}${f.note ? ` (${f.note})` : ""}${
         f.vramFreeBytes !== undefined ? ` · ${gb(f.vramFreeBytes)} free of ${gb(f.vramTotalBytes)}` : ""
       }`;
     case "applying model policy":

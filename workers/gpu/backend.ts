@@ -17,6 +17,8 @@ export interface BackendReport {
   vramTotalBytes?: number;
   /** Set when a GPU is present but unused: what a person should do about it. */
   warning?: string;
+  /** Why the CPU, when nothing is wrong (no GPU found). */
+  note?: string;
 }
 
 /** Whether node-llama-cpp's build for a GPU API is installed (its forwarder resolves to the real package). */
@@ -79,7 +81,7 @@ export async function describeBackend(
     ...context,
     gpuBuildInstalled: build ? await buildInstalled(build) : true,
   });
-  return { backend: "cpu", ...(warning ? { warning } : {}) };
+  return { backend: "cpu", ...(warning ? { warning } : gpus.length === 0 ? { note: "no GPU found" } : {}) };
 }
 
 /** Loads node-llama-cpp's backend and logs what it chose ("llama backend"), warning when a GPU goes unused. */
