@@ -39,6 +39,38 @@ function onPath(name: string): string | undefined {
   return undefined;
 }
 
+function spawnWithInherited(cmd: string, args: string[], cwd: string, env: Record<string, string>) {
+  const inherited = Object.fromEntries(
+    Object.entries(Deno.env.toObject()).filter(([k]) => !/^(DENO_|npm_|NODE_PATH$|PATH$)/i.test(k)),
+  );
+  return new Deno.Command(cmd, {
+    args,
+    cwd,
+    env: { ...inherited, ...env },
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+}
+
+/** Reads the router's JSON log (piped: JSON, not the terminal's human lines) until "router listening". */
+async function listeningPort(stream: ReadableStream<Uint8Array>): Promise<number> {
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`the router exited before listening:\n${buffer}`);
+    buffer += value;
+    const match = /"msg":"router listening","url":"http:\/\/[^:]+:(\d+)"/.exec(buffer);
+    if (match) {
+      (async () => {
+        while (!(await reader.read()).done) { /* drain */ }
+      })().catch(() => {});
+      return Number(match[1]);
+    }
+  }
+}
+
 async function withClone(fn: (clone: string, tmp: string) => Promise<void>) {
   const tmp = await mkdtemp(join(tmpdir(), "auxot-clone-"));
   try {
@@ -76,7 +108,8 @@ const git = onPath("git");
 const npx = onPath("npx");
 
 Deno.test({
-  name: "fresh clone, only a Deno on PATH: deno task setup --fly prints valid fly secrets; tree stays clean",
+  name:
+    "fresh clone, only a Deno on PATH: setup --fly prints valid fly secrets, start serves with them; tree stays clean",
   ignore: !git,
 }, () =>
   withClone(async (clone, tmp) => {
@@ -87,7 +120,25 @@ Deno.test({
     const env = { PATH: `${bin}:${git}`, HOME: tmp, DENO_DIR: join(tmp, "deno-dir"), NO_COLOR: "1" };
     const setup = await run("deno", ["task", "setup", "--fly"], { cwd: clone, env });
     assert.equal(setup.code, 0, setup.stderr);
-    flySecrets(setup.stdout);
+    const secrets = flySecrets(setup.stdout);
+    // deno task start serves with the printed hashes, still without any npm install.
+    const router = spawnWithInherited("deno", ["task", "--quiet", "start"], clone, {
+      ...env,
+      AUXOT_ADMIN_KEY_HASH: secrets.AUXOT_ADMIN_KEY_HASH!,
+      AUXOT_API_KEY_HASH: secrets.AUXOT_API_KEY_HASH!,
+      AUXOT_HOST: "127.0.0.1",
+      AUXOT_PORT: "0",
+      AUXOT_ENV_FILE: join(tmp, "absent.env"),
+    });
+    try {
+      const port = await listeningPort(router.stdout);
+      const health = await fetch(`http://127.0.0.1:${port}/health`);
+      assert.equal(health.status, 200);
+      await health.body?.cancel();
+    } finally {
+      router.kill("SIGTERM");
+      await router.status;
+    }
     const models = await run("deno", ["task", "models", "qwen3.5-35b"], { cwd: clone, env });
     assert.equal(models.code, 0, models.stderr);
     // A worker needs npm packages: one line saying what to run, not a module-resolution trace.
