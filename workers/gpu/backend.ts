@@ -46,8 +46,9 @@ export function cpuFallbackWarning(
       "(without AUXOT_CPU_ONLY), then restart the worker";
   }
   if (gpu.vendor === "nvidia") {
-    return `${head}: the CUDA build is installed but did not load. Check the NVIDIA driver (\`nvidia-smi\`) and ` +
-      "that it supports CUDA 12 or 13; AUXOT_LOG_LEVEL=debug shows llama.cpp's own messages";
+    return `${head}: the CUDA build is installed but did not load. It needs the NVIDIA driver (\`nvidia-smi\`) and ` +
+      "the CUDA runtime libraries with cuBLAS, CUDA 13 or 12 (e.g. NVIDIA's cuda-libraries-13-0 package, or the " +
+      "nvidia/cuda runtime image: Dockerfile.worker); AUXOT_LOG_LEVEL=debug shows llama.cpp's own messages";
   }
   return `${head}: the Vulkan build did not load. Install the Vulkan loader and drivers (e.g. libvulkan1, ` +
     "mesa-vulkan-drivers) and check with `vulkaninfo`";

@@ -76,7 +76,8 @@ export function workerInstallPlan({ platform, arch, gpus, env = {}, dev = false 
       backend = "cuda";
       packages.push("@node-llama-cpp/linux-x64-cuda", "@node-llama-cpp/linux-x64-cuda-ext");
       workspaces.push("@auxot/llama-cuda");
-      reason = `NVIDIA GPU found (${nvidia.name})`;
+      reason = `NVIDIA GPU found (${nvidia.name}); the CUDA build needs the driver and the CUDA 13 or 12 runtime ` +
+        "libraries with cuBLAS";
       if (!nvidia.driver) {
         warning =
           "nvidia-smi did not answer: install the NVIDIA driver (CUDA 12 or 13 runtime), or the worker falls back to the CPU";
