@@ -10,7 +10,7 @@
 import { spawnSync } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { detectGpus } from "../workers/gpu/gpu-detect.mjs";
+import { detectGpus, hasCudaRuntime } from "../workers/gpu/gpu-detect.mjs";
 import { workerInstallPlan } from "../workers/gpu/install-plan.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -31,6 +31,7 @@ try {
     gpus,
     env: process.env,
     dev: args.includes("--dev"),
+    ...(gpus.some((g) => g.vendor === "nvidia") ? { cudaRuntime: hasCudaRuntime() } : {}),
   });
 } catch (err) {
   console.error(`auxot-worker-install: ${/** @type {Error} */ (err).message}`);

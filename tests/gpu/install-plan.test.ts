@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { detectGpus, parseNvidiaSmi, pciDisplayVendors } from "../../workers/gpu/gpu-detect.mjs";
+import { detectGpus, hasCudaRuntime, parseNvidiaSmi, pciDisplayVendors } from "../../workers/gpu/gpu-detect.mjs";
 import { workerInstallPlan } from "../../workers/gpu/install-plan.mjs";
 import { cpuFallbackWarning } from "../../workers/gpu/backend.ts";
 import { provisionModel } from "../../workers/gpu/provision.ts";
@@ -35,6 +35,20 @@ Deno.test("Linux x64 with an NVIDIA GPU: the plan installs the CUDA build (and o
     "--no-fund",
   ]);
   assert.match(plan.reason, /NVIDIA H100/);
+});
+
+Deno.test("NVIDIA GPU without the CUDA runtime libraries: still the CUDA build, with a warning naming them", () => {
+  const plan = workerInstallPlan({ platform: "linux", arch: "x64", gpus: [H100], cudaRuntime: false });
+  assert.equal(plan.backend, "cuda");
+  assert.match(plan.warning ?? "", /libcudart and libcublas/);
+  assert.equal(
+    workerInstallPlan({ platform: "linux", arch: "x64", gpus: [H100], cudaRuntime: true }).warning,
+    undefined,
+  );
+  const ldconfig = "\tlibcublas.so.13 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcublas.so.13\n" +
+    "\tlibcudart.so.13 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcudart.so.13\n";
+  assert.equal(hasCudaRuntime({ run: () => ldconfig }), true);
+  assert.equal(hasCudaRuntime({ run: () => "", exists: () => false }), false);
 });
 
 Deno.test("AUXOT_CPU_ONLY keeps the CUDA build out, and says a GPU is being ignored", () => {

@@ -9,7 +9,7 @@
  * Apple-silicon GPU (every arm64 Mac has one; Metal is its API).
  */
 import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, statSync } from "node:fs";
 
 /**
  * @typedef {"nvidia" | "amd" | "intel" | "apple"} GpuVendor
@@ -95,4 +95,45 @@ export function detectGpus(options = {}) {
     }
   }
   return gpus;
+}
+
+/**
+ * Whether the CUDA runtime libraries the CUDA build links against (libcudart and libcublas, CUDA 12 or 13) can be
+ * found: in the dynamic linker's cache (`ldconfig -p`) or a /usr/local/cuda* toolkit. Linux only.
+ * @param {{ run?: (cmd: string, args: string[]) => string, exists?: (path: string) => boolean }} [options]
+ * @returns {boolean}
+ */
+export function hasCudaRuntime(options = {}) {
+  const run = options.run ??
+    ((cmd, args) => execFileSync(cmd, args, { encoding: "utf8", timeout: 5_000, stdio: ["ignore", "pipe", "ignore"] }));
+  let cache = "";
+  for (const ldconfig of ["ldconfig", "/sbin/ldconfig"]) {
+    try {
+      cache = run(ldconfig, ["-p"]);
+      break;
+    } catch {
+      // try the next path
+    }
+  }
+  const inCache = /libcublas\.so\.1[23]\b/.test(cache) && /libcudart\.so\.1[23]\b/.test(cache);
+  if (inCache) return true;
+  const exists = options.exists ?? ((path) => {
+    try {
+      statSync(path);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  let toolkits = [];
+  try {
+    toolkits = readdirSync("/usr/local").filter((d) => /^cuda(-1[23](\.\d+)?)?$/.test(d));
+  } catch {
+    return false;
+  }
+  return toolkits.some((d) =>
+    ["lib64", "lib", "targets/x86_64-linux/lib"].some((lib) =>
+      ["12", "13"].some((v) => exists(`/usr/local/${d}/${lib}/libcublas.so.${v}`))
+    )
+  );
 }

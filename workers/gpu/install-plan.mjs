@@ -38,12 +38,14 @@ export function isSet(value) {
  *   gpus: DetectedGpu[],
  *   env?: Record<string, string | undefined>,
  *   dev?: boolean,
+ *   cudaRuntime?: boolean,
  * }} input
  *   env.AUXOT_CPU_ONLY=1: the CPU build only (CI, development, or a GPU kept for something else).
  *   dev: also the development dependencies (tests), as `npm test` / .ci/run install.
+ *   cudaRuntime: whether libcudart/libcublas 12 or 13 were found (gpu-detect.mjs hasCudaRuntime); false warns.
  * @returns {InstallPlan}
  */
-export function workerInstallPlan({ platform, arch, gpus, env = {}, dev = false }) {
+export function workerInstallPlan({ platform, arch, gpus, env = {}, dev = false, cudaRuntime }) {
   const cpuOnly = isSet(env.AUXOT_CPU_ONLY);
   const nvidia = gpus.find((g) => g.vendor === "nvidia");
   const other = gpus.find((g) => g.vendor === "amd" || g.vendor === "intel");
@@ -81,6 +83,9 @@ export function workerInstallPlan({ platform, arch, gpus, env = {}, dev = false 
       if (!nvidia.driver) {
         warning =
           "nvidia-smi did not answer: install the NVIDIA driver (CUDA 12 or 13 runtime), or the worker falls back to the CPU";
+      } else if (cudaRuntime === false) {
+        warning = "the CUDA runtime libraries (libcudart and libcublas, CUDA 13 or 12) were not found: install them " +
+          "(e.g. NVIDIA's cuda-libraries-13-0 package) or the worker falls back to the CPU";
       }
     } else if (other) {
       backend = "vulkan";
