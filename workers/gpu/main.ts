@@ -115,7 +115,12 @@ class ProvisionedLlamaEngine implements Engine {
   #engine?: LlamaEngine;
   #modelPath?: string;
   #llama?: Promise<Awaited<ReturnType<typeof loadLlamaBackend>>>;
-  constructor(readonly args: GpuWorkerArgs, readonly log: ReturnType<typeof createLogger>) {}
+  constructor(
+    readonly args: GpuWorkerArgs,
+    readonly log: ReturnType<typeof createLogger>,
+    /** JSON logs get progress as log records, never a redrawn bar between them. */
+    readonly jsonLogs = false,
+  ) {}
 
   slots(): number {
     return this.#engine?.slots() ?? 0;
@@ -131,7 +136,10 @@ class ProvisionedLlamaEngine implements Engine {
       download: downloadModel,
       hub: { ...hub, ...(this.args.modelsDir ? { modelsDir: this.args.modelsDir } : {}) },
       log: (message, fields) => this.log.info(message, fields),
-      onProgress: createProgressReporter({ log: (line) => this.log.info("download", { progress: line }) }),
+      onProgress: createProgressReporter({
+        log: (line) => this.log.info("download", { progress: line }),
+        ...(this.jsonLogs ? { stream: { isTTY: false, write: (text: string) => process.stderr.write(text) } } : {}),
+      }),
     }, this.args.modelPath);
     if (this.#engine && this.#modelPath !== provisioned.modelPath) {
       await this.#engine.dispose();
@@ -179,7 +187,7 @@ export async function runGpuWorker(args: GpuWorkerArgs): Promise<number> {
   const engine: Engine = withJobLog(
     args.llamaUrl
       ? new ExternalEngine({ url: args.llamaUrl, slots: args.slots })
-      : new ProvisionedLlamaEngine(args, log),
+      : new ProvisionedLlamaEngine(args, log, format === "json"),
     log,
   );
   const loop = new WorkerLoop({
