@@ -6,8 +6,10 @@
  */
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
-import { createLogger, type LogLevel } from "../../src/log.ts";
+import process from "node:process";
+import { createLogger, logFormatFrom, type LogLevel } from "../../src/log.ts";
 import type { Engine } from "../common/engine.ts";
+import { withJobLog } from "../common/job-log.ts";
 import { WorkerLoop } from "../common/worker-loop.ts";
 import {
   ArgsError,
@@ -113,16 +115,19 @@ export async function runGpuWorker(args: GpuWorkerArgs): Promise<number> {
       return 2;
     }
   }
-  const log = createLogger(args.logLevel, (line) => console.error(line), { worker: "gpu" });
-  const engine: Engine = args.llamaUrl
-    ? new ExternalEngine({ url: args.llamaUrl, slots: args.slots })
-    : new ModelSetEngine({
+  const format = logFormatFrom(process.env, process.stderr.isTTY === true);
+  const log = createLogger(args.logLevel, (line) => console.error(line), { worker: "gpu" }, format);
+  const engine: Engine = withJobLog(
+    args.llamaUrl ? new ExternalEngine({ url: args.llamaUrl, slots: args.slots }) : new ModelSetEngine({
       modelPaths: args.modelPaths,
       models: args.models,
       ...(args.gpuLayers !== undefined ? { gpuLayers: args.gpuLayers } : {}),
       ...(args.threads ? { threads: args.threads } : {}),
       ...(args.modelsDir ? { modelsDir: args.modelsDir } : {}),
-    }, log);
+      jsonLogs: format === "json",
+    }, log),
+    log,
+  );
   const loop = new WorkerLoop({
     routerUrl: args.routerUrl,
     key: args.key,
@@ -133,6 +138,7 @@ export async function runGpuWorker(args: GpuWorkerArgs): Promise<number> {
   });
   log.info("worker starting", {
     id: loop.id,
+    name: args.name,
     router: args.routerUrl,
     engine: args.llamaUrl ? "external" : "node-llama-cpp",
   });

@@ -30,7 +30,8 @@ import type { Engine, EventSink } from "../common/engine.ts";
 import { createProgressReporter, downloadModel, hubSettingsFromEnv } from "./download.ts";
 import { EmbeddingEngine } from "./embedding-engine.ts";
 import { readGgufHeader } from "./gguf-header.ts";
-import { LlamaEngine, loadLlamaBackend } from "./llama-engine.ts";
+import { loadReportedBackend } from "./backend.ts";
+import { LlamaEngine } from "./llama-engine.ts";
 import { measureFreeMemory } from "./memory.ts";
 import { provisionModel } from "./provision.ts";
 
@@ -42,6 +43,8 @@ export interface ModelSetArgs {
   gpuLayers?: number | "auto";
   threads?: number;
   modelsDir?: string;
+  /** JSON logs get download progress as log records, never a redrawn bar between them. */
+  jsonLogs?: boolean;
 }
 
 interface Served {
@@ -70,9 +73,10 @@ export class ModelSetEngine implements Engine {
 
   async applyPolicy(policy: Policy): Promise<LoadedModel | undefined> {
     if (policy.engine !== "llama") return undefined;
-    const llama = await (this.#llama ??= loadLlamaBackend({
+    const llama = await (this.#llama ??= loadReportedBackend({
       gpuLayers: this.args.gpuLayers,
-      log: (m) => this.log.debug(m),
+      log: this.log,
+      env: process.env,
     }));
     const { chosen, notes } = chooseModels(policyModels(policy), this.args);
     this.#default = policyModels(policy)[0].name;
@@ -130,7 +134,12 @@ export class ModelSetEngine implements Engine {
       download: downloadModel,
       hub: { ...hub, ...(this.args.modelsDir ? { modelsDir: this.args.modelsDir } : {}) },
       log: (message, fields) => this.log.info(message, { model: model.name, ...fields }),
-      onProgress: createProgressReporter({ log: (line) => this.log.info("download", { progress: line }) }),
+      onProgress: createProgressReporter({
+        log: (line) => this.log.info("download", { progress: line }),
+        ...(this.args.jsonLogs
+          ? { stream: { isTTY: false, write: (text: string) => process.stderr.write(text) } }
+          : {}),
+      }),
     }, path);
     let served = this.#served.get(model.name);
     if (served && served.path !== provisioned.modelPath) {
