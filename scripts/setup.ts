@@ -89,7 +89,18 @@ const ROLE_LABEL: Record<KeyRole, string> = {
 function policyVars(options: SetupOptions, env: Record<string, string | undefined>): [string, string][] {
   if (options.cli) return [["AUXOT_ENGINE", "cli"], ["AUXOT_MODEL", options.model!], ["AUXOT_MAX_PARALLEL", "1"]];
   const vars: [string, string][] = [];
-  for (const name of ["AUXOT_MODEL", "AUXOT_QUANTIZATION", "AUXOT_CTX_SIZE", "AUXOT_MAX_PARALLEL"]) {
+  // The one-model variables, then those of a several-model policy (docs/models.md).
+  for (
+    const name of [
+      "AUXOT_MODEL",
+      "AUXOT_QUANTIZATION",
+      "AUXOT_CTX_SIZE",
+      "AUXOT_MAX_PARALLEL",
+      "AUXOT_MODELS",
+      "AUXOT_EMBEDDING_MODELS",
+      "AUXOT_MODEL_ALIASES",
+    ]
+  ) {
     if (env[name]) vars.push([name, env[name]!]);
   }
   return vars;

@@ -10,17 +10,10 @@ import {
   anthropicCountTokensRequest,
   anthropicErrorStatus,
   anthropicFlavour,
-  anthropicModel,
-  anthropicModelsList,
 } from "./api/anthropic/flavour.ts";
 import type { ChatFlavour } from "./api/flavour.ts";
-import {
-  includeUsage,
-  openaiChatFlavour,
-  openaiCompletionsFlavour,
-  openaiModel,
-  openaiModelsList,
-} from "./api/openai/flavour.ts";
+import { embeddingsHandler } from "./api/embeddings/embeddings.ts";
+import { includeUsage, openaiChatFlavour, openaiCompletionsFlavour } from "./api/openai/flavour.ts";
 import { openaiErrorBody } from "./api/openai/render.ts";
 import type { KeyRole } from "./auth/keys.ts";
 import { KeyVerifier } from "./auth/verifier.ts";
@@ -40,6 +33,13 @@ import { registerOps } from "./ops/routes.ts";
 import { serverToolLoop } from "./tools/loop.ts";
 import { registerToolRoutes } from "./tools/routes.ts";
 import { type JobStore, StoreError } from "./store/store.ts";
+import {
+  anthropicModelObject,
+  anthropicModelsBody,
+  describeModelId,
+  openaiModelObject,
+  openaiModelsBody,
+} from "./policy/models-list.ts";
 
 export interface AppDeps {
   config: RouterConfig;
@@ -133,16 +133,16 @@ export function createApp(deps: AppDeps): App {
 
   const models = async (request: IRequest, call: CallInfo) => {
     await authorize(request, call, ["api"]);
-    const name = deps.config.policy.model.name;
-    if (isAnthropic(request)) return json(anthropicModelsList(name));
-    return json(openaiModelsList([{ id: name, created: STARTED }]));
+    const { policy, aliases } = deps.config;
+    return json(
+      isAnthropic(request) ? anthropicModelsBody(policy, aliases) : openaiModelsBody(policy, aliases, STARTED),
+    );
   };
   const model = async (request: IRequest, call: CallInfo) => {
     await authorize(request, call, ["api"]);
-    const id = decodeURIComponent(request.params.id);
-    // Every name maps to the policy's model (callers send what their tool uses), so any id describes it.
-    if (isAnthropic(request)) return json(anthropicModel(id));
-    return json(openaiModel(id, STARTED));
+    // Every name maps to a model of the policy (its own, an alias's, or the default), so any id describes one.
+    const entry = describeModelId(deps.config.policy, deps.config.aliases, decodeURIComponent(request.params.id));
+    return json(isAnthropic(request) ? anthropicModelObject(entry) : openaiModelObject(entry, STARTED));
   };
 
   const worker =
@@ -211,6 +211,7 @@ export function createApp(deps: AppDeps): App {
     router.post(`${prefix}/completions`, chat(openaiCompletionsFlavour));
     router.get(`${prefix}/models`, models);
     router.get(`${prefix}/models/:id+`, model);
+    router.post(`${prefix}/embeddings`, embeddingsHandler(ctx, authorize, body));
   }
   for (const prefix of ["/v1", "/api/anthropic/v1"]) {
     router.post(`${prefix}/messages`, chat(anthropicFlavour));
@@ -246,7 +247,7 @@ function isAnthropic(request: Request): boolean {
 function apiOf(path: string): string {
   if (path.startsWith("/worker/")) return "worker";
   if (path.startsWith("/api/anthropic/") || path.startsWith("/v1/messages")) return "anthropic";
-  if (path.includes("/chat/completions") || path.includes("/completions") || path.includes("/models")) return "openai";
+  if (/\/(chat\/completions|completions|models|embeddings)/.test(path)) return "openai";
   if (path.includes("/tools")) return "tools";
   return "other";
 }

@@ -8,14 +8,17 @@ import { parseTrustedProxy, type TrustedProxy } from "./auth/client-address.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
 import type { Policy } from "./protocol/worker-protocol.ts";
-import { DEFAULT_MODEL, RegistryError, resolvePolicyModel } from "./registry/registry.ts";
+import { DEFAULT_MODEL, findModel, RegistryError, resolvePolicyModel } from "./registry/registry.ts";
 import { parseRedisUrl, type UpstashConnection } from "./store/upstash-config.ts";
+import { checkDistinct, type ModelAlias, parseAliases, parseModelList } from "./policy/models.ts";
 
 export type Env = Record<string, string | undefined>;
 
 export interface RouterConfig {
   keyHashes: Partial<Record<KeyRole, Argon2Phc>>;
   policy: Policy;
+  /** AUXOT_MODEL_ALIASES: client model names (patterns) → a model of the policy; first match wins. */
+  aliases: ModelAlias[];
   /** Upstash REST connection (URL and token), or undefined for the embedded store. */
   redis?: UpstashConnection;
   allowedTools: string[];
@@ -137,6 +140,23 @@ export function loadConfig(env: Env): RouterConfig {
     }
   }
 
+  // More models (src/policy/models.ts): the default one above keeps its own variables unchanged.
+  const extraChat = parseModelList("AUXOT_MODELS", get("AUXOT_MODELS"), { ctxSize, maxParallel }, problems);
+  const embeddingModels = parseModelList("AUXOT_EMBEDDING_MODELS", get("AUXOT_EMBEDDING_MODELS"), {
+    ctxSize,
+    maxParallel,
+  }, problems);
+  if (engine === "cli" && extraChat.length + embeddingModels.length > 0) {
+    problems.push("AUXOT_MODELS and AUXOT_EMBEDDING_MODELS need GPU workers (AUXOT_ENGINE=llama).");
+  }
+  const models: NonNullable<Policy["models"]> = [
+    { ...model, kind: "chat", ctxSize, maxParallel, capabilities: findCapabilities(model.name) },
+    ...extraChat,
+    ...embeddingModels,
+  ];
+  checkDistinct(models, problems);
+  const aliases = parseAliases(get("AUXOT_MODEL_ALIASES"), models, problems);
+
   const host = get("AUXOT_HOST");
   if (!/^[A-Za-z0-9.:[\]-]+$/.test(host)) problems.push(`AUXOT_HOST=${JSON.stringify(host)} is not a bind address.`);
 
@@ -177,10 +197,12 @@ export function loadConfig(env: Env): RouterConfig {
     ctxSize,
     maxParallel,
     ...(engine === "cli" ? { cliTools } : {}),
+    models,
   };
   return {
     keyHashes,
     policy: { version: policyVersion(policyFields), ...policyFields },
+    aliases,
     ...(redis ? { redis } : {}),
     allowedTools,
     toolCredentials,
@@ -195,6 +217,10 @@ export function loadConfig(env: Env): RouterConfig {
     metricsPublic: metricsPublic === "true",
     trustedProxy,
   };
+}
+
+function findCapabilities(name: string): string[] {
+  return findModel(name)?.capabilities ?? ["chat"];
 }
 
 /** A short, stable fingerprint of the policy: workers reload when it changes. */
@@ -217,6 +243,8 @@ export function describeConfig(config: RouterConfig): Record<string, unknown> {
     ctxSize: config.policy.ctxSize,
     maxParallel: config.policy.maxParallel,
     policyVersion: config.policy.version,
+    models: (config.policy.models ?? []).map((m) => `${m.name} (${m.kind})`),
+    aliases: config.aliases.map((a) => `${a.pattern}=${a.target}`),
     store: config.redis ? `upstash (${new URL(config.redis.url).host})` : "embedded",
     toolsEnabled: config.keyHashes.tools !== undefined,
     allowedTools: config.allowedTools.length > 0 ? config.allowedTools : "all",

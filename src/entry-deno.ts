@@ -6,7 +6,7 @@
 import { createApp } from "./app.ts";
 import { ConfigError, describeConfig, type Env, loadConfig } from "./config.ts";
 import { createKeys, HASH_VARIABLE } from "./keyset.ts";
-import { createLogger } from "./log.ts";
+import { createLogger, logFormatFrom } from "./log.ts";
 import { dotEnvLine, readDotEnv, writeSecretFile } from "./platform/dotenv.ts";
 import { deploymentChecks } from "./ops/deploy-checks.ts";
 import { createStore } from "./store/create.ts";
@@ -70,7 +70,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, undefined, {}, logFormatFrom(env, Deno.stdout.isTerminal()));
   for (const check of deploymentChecks(env, config)) {
     if (check.level === "refuse") {
       console.error(`auxot-router: ${check.message}`);

@@ -12,6 +12,8 @@ import type { JobEvent } from "../protocol/events.ts";
 import { isOutput } from "../protocol/events.ts";
 import { type JobStore, StoreError } from "../store/store.ts";
 import type { RouterContext } from "./context.ts";
+import { withModelNamed } from "../policy/availability.ts";
+import { routeChatJob } from "../policy/dispatch.ts";
 
 /** Longest single wait on the store; a stream sends a keep-alive after each empty one. */
 const READ_WAIT_MS = 15_000;
@@ -53,14 +55,15 @@ export async function startJob(
   id: string,
   now: number,
 ): Promise<JobRun> {
+  const route = await routeChatJob(ctx, request);
   try {
     await ctx.store.enqueue({
       id,
-      lane: "chat",
-      payload: { id, kind: "chat", request, mode },
+      lane: route.lane,
+      payload: { id, kind: "chat", request: route.request, mode, model: route.model.name },
       deadlineAt: now + ctx.config.jobTimeoutMs,
       queueDeadlineAt: now + ctx.config.queueTimeoutMs,
-      conversationKey: request.conversationKey,
+      conversationKey: route.request.conversationKey,
     });
   } catch (err) {
     if (err instanceof StoreError && err.code === "queue_full") {
@@ -69,7 +72,7 @@ export async function startJob(
     throw err;
   }
   ctx.metrics.jobQueued();
-  return new JobRun(ctx, id, now);
+  return withModelNamed(new JobRun(ctx, id, now), route.model.name);
 }
 
 const singleJob: SourceFactory = (ctx, d, id, now) => startJob(ctx, d.request, d.mode ?? "generate", id, now);

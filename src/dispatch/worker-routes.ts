@@ -15,6 +15,7 @@ import type { KeyRole } from "../auth/keys.ts";
 import type { RouterContext } from "./context.ts";
 import { json } from "./chat.ts";
 import { admitJobBytes, admitWorkerId, toolSchemaBytes, WORKER_BOUNDS } from "./worker-bounds.ts";
+import { workerModelLanes } from "../policy/route.ts";
 
 export class WorkerProtocolError extends Error {
   constructor(readonly status: number, readonly code: string, message: string, readonly fatal: boolean) {
@@ -111,7 +112,7 @@ export async function handlePoll(
     const check = await ctx.auth.leases.check(poll.leases?.[id], id, worker.id, role);
     (check === "ok" ? leased : notLeased).push(id);
   }
-  const lanes = workerLanes(ctx, worker);
+  const { lanes, max } = workerLanes(ctx, worker);
   // A worker that has not loaded the current policy gets it at once and no jobs; it polls again once loaded.
   const ready = worker.kind === "tools" || worker.loaded?.policyVersion === policy.version;
   // AUXOT_POLL_WAIT (25 s by default) stays below common proxy idle timeouts; longer polls cost fewer commands.
@@ -121,7 +122,7 @@ export async function handlePoll(
     worker,
     lanes: ready ? lanes : [],
     activeJobs: leased,
-    max: ready ? worker.free : 0,
+    max: ready ? max : 0,
     waitMs,
     signal,
   });
@@ -212,14 +213,20 @@ async function tooLarge(ctx: RouterContext, jobId: string, workerId: string, seq
   return json({ error: { code: "job_too_large", message: `${message}: stop working on it` }, fatal: false }, {}, 413);
 }
 
-/** The lanes a worker serves: chat for GPU/CLI workers; one lane per allowed tool for tools workers. */
-function workerLanes(ctx: RouterContext, worker: WorkerInfo): string[] {
-  if (worker.kind !== "tools") return ["chat"];
+let pollTurn = 0;
+
+/**
+ * The lanes a worker serves and how many jobs one claim may take: per model for GPU/CLI workers
+ * (src/policy/route.ts); one lane per allowed tool for tools workers.
+ */
+function workerLanes(ctx: RouterContext, worker: WorkerInfo): { lanes: string[]; max: number } {
+  if (worker.kind !== "tools") return workerModelLanes(ctx.config.policy, worker, pollTurn++);
   const allowed = ctx.config.allowedTools;
-  return (worker.tools ?? [])
+  const lanes = (worker.tools ?? [])
     .map((t) => t.name)
     .filter((name) => allowed.length === 0 || allowed.includes(name))
     .map((name) => `tool:${name}`);
+  return { lanes, max: worker.free };
 }
 
 export function workerErrorResponse(err: unknown): Response {

@@ -4,6 +4,7 @@
  * without secrets. One call costs a small fixed number of store commands whatever the fleet size: one `fleet()`,
  * plus, when counters are shared, at most one flush and one read. No prompt or output text appears here.
  */
+import { modelsView } from "../policy/route.ts";
 import { describeConfig } from "../config.ts";
 import type { RouterContext } from "../dispatch/context.ts";
 import { type HistogramSummary, parseSeriesKey, STORE_COMMANDS } from "../metrics.ts";
@@ -32,6 +33,8 @@ export interface WorkerView {
   tokensPerSecond?: number;
   lastSeenAt: number;
   tools?: string[];
+  /** Several-model workers: every model served, with its free and total slots. */
+  models?: { model: string; kind: string; slots: number; free: number }[];
 }
 
 export interface CounterSummary {
@@ -58,6 +61,8 @@ export interface StatusReport {
   /** This instance only (histograms are not shared). */
   latency: { ttft: HistogramSummary; queueWait: HistogramSummary; outputTokensPerSecond: HistogramSummary };
   recentJobs: JobRecord[];
+  /** Per model of the policy: queue depth, ready workers serving it, their slots. */
+  models: ReturnType<typeof modelsView>;
 }
 
 /**
@@ -88,8 +93,9 @@ export async function statusReport(ctx: RouterContext): Promise<StatusReport> {
     },
     workers,
     slots: { total: slots, free },
-    // Lanes are "chat" and "tool:<name>": few, chosen by the operator.
+    // Lanes are "chat:<model>", "embed:<model>" and "tool:<name>": few, chosen by the operator.
     queue: { depth, byLane: { ...fleet.queued } },
+    models: modelsView(policy, fleet.workers, fleet.queued),
     running: fleet.running,
     counters: summarize(totals),
     latency: {
@@ -128,6 +134,9 @@ function workerView(w: WorkerStatus, policyVersion: string): WorkerView {
     tokensPerSecond: info.tokensPerSecond,
     lastSeenAt: w.lastSeenAt,
     ...(info.tools ? { tools: info.tools.map((t) => t.name) } : {}),
+    ...(info.models
+      ? { models: info.models.map((m) => ({ model: m.model, kind: m.kind, slots: m.slots, free: m.free })) }
+      : {}),
   };
 }
 

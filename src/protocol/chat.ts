@@ -73,6 +73,21 @@ export const ResponseFormat = z.discriminatedUnion("type", [
 ]);
 export type ResponseFormat = z.infer<typeof ResponseFormat>;
 
+export const DeclaredServerTool = z.object({
+  /** The tools-worker tool that runs it. */
+  tool: z.enum(["web_search", "web_fetch"]),
+  /** The name the model calls it by (Anthropic's `name`, usually the same). */
+  name: z.string(),
+  /** The caller's versioned type, e.g. web_search_20250305. */
+  type: z.string(),
+  maxUses: z.number().int().positive().optional(),
+  allowedDomains: z.array(z.string()).optional(),
+  blockedDomains: z.array(z.string()).optional(),
+  /** Two-letter country code from `user_location`, passed to the search. */
+  country: z.string().optional(),
+});
+export type DeclaredServerTool = z.infer<typeof DeclaredServerTool>;
+
 export const ChatRequest = z.object({
   /** The model name the caller asked for (informational: the policy decides what serves it). */
   requestedModel: z.string(),
@@ -99,6 +114,11 @@ export const ChatRequest = z.object({
   prompt: z.string().optional(),
   /** A stable key for the conversation (e.g. Claude Code's session id), used for prompt-cache affinity. */
   conversationKey: z.string().optional(),
+  /**
+   * Server tools the caller declared (Anthropic's `web_search_*` / `web_fetch_*`): the router's tool loop runs them
+   * on tools workers and shows their calls and results to the caller. Removed before a job reaches a worker.
+   */
+  serverTools: z.array(DeclaredServerTool).optional(),
 });
 export type ChatRequest = z.infer<typeof ChatRequest>;
 export type ChatRequestInput = z.input<typeof ChatRequest>;

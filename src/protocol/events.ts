@@ -27,7 +27,15 @@ export const JobEvent = z.discriminatedUnion("type", [
   z.object({ type: z.literal("tool_call"), index: z.number().int().nonnegative(), id: z.string(), name: z.string() }),
   z.object({ type: z.literal("tool_args"), index: z.number().int().nonnegative(), delta: z.string() }),
   z.object({ type: z.literal("usage"), usage: Usage }),
-  z.object({ type: z.literal("done"), finishReason: FinishReason, stopSequence: z.string().optional() }),
+  /** One input's embedding (embedding jobs): little-endian float32 values, base64 (compact and exact). */
+  z.object({ type: z.literal("embedding"), index: z.number().int().nonnegative(), base64: z.string() }),
+  z.object({
+    type: z.literal("done"),
+    finishReason: FinishReason,
+    stopSequence: z.string().optional(),
+    /** With "length": the answer stopped at the end of the context, before the request's max_tokens. */
+    contextFull: z.boolean().optional(),
+  }),
   z.object({
     type: z.literal("error"),
     message: z.string(),
@@ -37,7 +45,34 @@ export const JobEvent = z.discriminatedUnion("type", [
     retryAfterSeconds: z.number().nonnegative().optional(),
   }),
 ]);
-export type JobEvent = z.infer<typeof JobEvent>;
+/**
+ * Events only the router's tool loop produces (src/tools/loop.ts), never a worker: a server tool the caller
+ * declared (Anthropic's `web_search_*`, `web_fetch_*`) ran, and what it found. The Anthropic flavour shows them
+ * as `server_tool_use` and `web_search_tool_result` / `web_fetch_tool_result` blocks; other flavours skip them.
+ * They are not part of the worker protocol's schema, so a worker cannot post them.
+ */
+export type ServerToolEvent =
+  | { type: "server_tool_use"; id: string; name: string; input: Record<string, unknown> }
+  | {
+    type: "server_tool_result";
+    toolUseId: string;
+    tool: "web_search" | "web_fetch";
+    /** web_search: the results shown to the model. */
+    results?: WebSearchHit[];
+    /** web_fetch: the fetched document. */
+    document?: { url: string; text: string; retrievedAt: string };
+    /** Set when the call failed: Anthropic's error_code (max_uses_exceeded, url_not_allowed, unavailable, ...). */
+    errorCode?: string;
+  };
+
+export interface WebSearchHit {
+  title: string;
+  url: string;
+  snippet: string;
+  pageAge?: string;
+}
+
+export type JobEvent = z.infer<typeof JobEvent> | ServerToolEvent;
 
 /** Events that end a job. */
 export function isTerminal(event: JobEvent): boolean {
@@ -47,5 +82,5 @@ export function isTerminal(event: JobEvent): boolean {
 /** Events that count as output a caller may already have seen (so the job can no longer be re-queued). */
 export function isOutput(event: JobEvent): boolean {
   return event.type === "text" || event.type === "reasoning" || event.type === "tool_call" ||
-    event.type === "tool_args";
+    event.type === "tool_args" || event.type === "embedding";
 }

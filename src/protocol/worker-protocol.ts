@@ -28,6 +28,24 @@ export const LoadedModel = z.object({
 });
 export type LoadedModel = z.infer<typeof LoadedModel>;
 
+/**
+ * One model a worker serves now, with its own slots (several-model policies, see src/policy/): the router hands a
+ * worker jobs only for models it lists here, at most as many as the model has free slots.
+ */
+export const ServedModel = z.object({
+  /** The policy's name for it (`PolicyModel.name`). */
+  model: z.string().max(200),
+  kind: z.enum(["chat", "embedding"]),
+  slots: z.number().int().min(0).max(1024),
+  free: z.number().int().min(0).max(1024),
+  quantization: z.string().max(40).optional(),
+  ctxSize: z.number().int().positive().optional(),
+  /** Embedding models: the length of the vectors it produces. */
+  dimensions: z.number().int().positive().optional(),
+  note: z.string().max(500).optional(),
+});
+export type ServedModel = z.infer<typeof ServedModel>;
+
 export const WorkerInfo = z.object({
   /** Stable for the life of the worker process; chosen by the worker (a random UUID). */
   id: z.string().min(8).max(80).regex(/^[A-Za-z0-9._:-]+$/),
@@ -48,6 +66,8 @@ export const WorkerInfo = z.object({
   /** Conversation keys whose KV cache this worker holds in a free slot (prompt-cache affinity). */
   cachedConversations: z.array(z.string().max(200)).max(256).optional(),
   tokensPerSecond: z.number().nonnegative().optional(),
+  /** Models served now, each with its own slots. Absent: the worker serves the policy's default model (`loaded`). */
+  models: z.array(ServedModel).max(64).optional(),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfo>;
 
@@ -63,6 +83,37 @@ export const PollRequest = z.object({
 });
 export type PollRequest = z.infer<typeof PollRequest>;
 
+const ModelFiles = z.array(z.object({
+  quantization: z.string(),
+  huggingFaceRepo: z.string(),
+  file: z.string(),
+  sizeGb: z.number().optional(),
+  /** Number of `-0000N-of-0000M` shards (absent: one file). */
+  shards: z.number().int().positive().optional(),
+  /** Vision projector file in the same repo, when the model has one. */
+  mmproj: z.string().optional(),
+  /** Pinned repository commit and per-file sha256 from the registry, when it has them. */
+  revision: z.string().optional(),
+  sha256: z.record(z.string(), z.string()).optional(),
+}));
+
+/** One model of a several-model policy (AUXOT_MODELS, AUXOT_EMBEDDING_MODELS), with its own settings. */
+export const PolicyModel = z.object({
+  name: z.string(),
+  kind: z.enum(["chat", "embedding"]),
+  quantization: z.string().optional(),
+  files: ModelFiles.optional(),
+  /** Context per slot; absent for embedding models that use their own trained context. */
+  ctxSize: z.number().int().positive().optional(),
+  maxParallel: z.number().int().positive(),
+  /** Registry capabilities ("chat", "vision", "reasoning", "code", "embedding"). */
+  capabilities: z.array(z.string()).default([]),
+  /** Embedding models: vector length, and the smallest `dimensions` a caller may ask for (Matryoshka models). */
+  dimensions: z.number().int().positive().optional(),
+  minDimensions: z.number().int().positive().optional(),
+});
+export type PolicyModel = z.infer<typeof PolicyModel>;
+
 /** The model policy every worker follows. `version` changes whenever any field changes. */
 export const Policy = z.object({
   version: z.string(),
@@ -73,24 +124,17 @@ export const Policy = z.object({
     /** Requested quantization; absent means the worker picks the best that fits. */
     quantization: z.string().optional(),
     /** Quantizations the registry lists for this model with their files (absent for custom models). */
-    files: z.array(z.object({
-      quantization: z.string(),
-      huggingFaceRepo: z.string(),
-      file: z.string(),
-      sizeGb: z.number().optional(),
-      /** Number of `-0000N-of-0000M` shards (absent: one file). */
-      shards: z.number().int().positive().optional(),
-      /** Vision projector file in the same repo, when the model has one. */
-      mmproj: z.string().optional(),
-      /** Pinned repository commit and per-file sha256 from the registry, when it has them. */
-      revision: z.string().optional(),
-      sha256: z.record(z.string(), z.string()).optional(),
-    })).optional(),
+    files: ModelFiles.optional(),
   }),
   ctxSize: z.number().int().positive(),
   maxParallel: z.number().int().positive(),
   /** CLI mode: built-in CLI tools the operator enabled (empty = none). */
   cliTools: z.array(z.string()).optional(),
+  /**
+   * Every model of the policy, the default chat model (`model`, `ctxSize`, `maxParallel` above) first. Absent on a
+   * one-model policy from an older router. A worker serves those that fit its memory, or those named by `--models`.
+   */
+  models: z.array(PolicyModel).optional(),
 });
 export type Policy = z.infer<typeof Policy>;
 
@@ -100,6 +144,8 @@ export const ChatJob = z.object({
   request: ChatRequest,
   /** "count_tokens": render the prompt, emit `start` with promptTokens and `done`, generate nothing. */
   mode: z.enum(["generate", "count_tokens"]).default("generate"),
+  /** The policy model that serves this job (absent: the default chat model). */
+  model: z.string().optional(),
   /** Attempt number, starting at 1; higher when a job was re-queued after a lost lease. */
   attempt: z.number().int().positive(),
   /** Milliseconds left before the router gives up on this job (AUXOT_JOB_TIMEOUT). */
@@ -118,10 +164,23 @@ export const ToolJob = z.object({
   deadlineMs: z.number().int().nonnegative(),
   leaseToken: z.string().max(200).optional(),
 });
-export const WorkerJob = z.discriminatedUnion("kind", [ChatJob, ToolJob]);
+/** Embeddings for a batch of inputs (text, or token ids), one `embedding` event per input in input order. */
+export const EmbeddingJob = z.object({
+  id: z.string(),
+  kind: z.literal("embedding"),
+  model: z.string(),
+  input: z.array(z.union([z.string(), z.array(z.number().int().nonnegative())])).min(1).max(2048),
+  /** Shorter vectors (Matryoshka models): the first `dimensions` values, normalised again. */
+  dimensions: z.number().int().positive().optional(),
+  attempt: z.number().int().positive(),
+  deadlineMs: z.number().int().nonnegative(),
+  leaseToken: z.string().max(200).optional(),
+});
+export const WorkerJob = z.discriminatedUnion("kind", [ChatJob, ToolJob, EmbeddingJob]);
 export type WorkerJob = z.infer<typeof WorkerJob>;
 export type ChatJob = z.infer<typeof ChatJob>;
 export type ToolJob = z.infer<typeof ToolJob>;
+export type EmbeddingJob = z.infer<typeof EmbeddingJob>;
 
 export const PollResponse = z.object({
   protocol: z.number().int(),

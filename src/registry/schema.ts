@@ -38,8 +38,13 @@ export const RegistryModel = z.object({
   /** Context the catalogue suggests by default, and the longest the model supports, in tokens. */
   defaultContext: z.number().int().positive(),
   maxContext: z.number().int().positive(),
-  /** "chat", "vision", "reasoning", "code", "image_generation". */
+  /** "chat", "vision", "reasoning", "code", "image_generation", "embedding". */
   capabilities: z.array(z.string()),
+  /** Embedding models: vector length, and the smallest length it may be cut to (Matryoshka training). */
+  embedding: z.object({
+    dimensions: z.number().int().positive(),
+    minDimensions: z.number().int().positive().optional(),
+  }).optional(),
   /** Sorted by size, smallest first. */
   quantizations: z.array(RegistryQuantization).min(1),
 });

@@ -18,14 +18,18 @@
  * - A tool that fails (a tool error, or an infrastructure failure such as a lost tools worker or a timeout)
  *   becomes an error result for the model, which can answer without it: the answer goes on.
  * - Usage is the sum over all rounds, reported once before the end. The response model is the first round's.
+ * - Server tools the caller declared by type (Anthropic's web_search / web_fetch, see declared.ts) are the
+ *   exception to "not shown": their calls get `srvtoolu_` ids, and each ran call is reported to the caller as a
+ *   `server_tool_use` event and a `server_tool_result` event, between the rounds' text.
  */
 import { ApiError } from "../http/errors.ts";
-import type { ChatMessage, ChatRequest, ToolDefinition } from "../protocol/chat.ts";
+import type { ChatMessage, ChatRequest, DeclaredServerTool, ToolDefinition } from "../protocol/chat.ts";
 import type { JobEvent, Usage } from "../protocol/events.ts";
 import type { RouterContext } from "../dispatch/context.ts";
 import { type ChatDispatch, type EventSource, type JobRun, type SourceFactory, startJob } from "../dispatch/chat.ts";
 import { serverTools } from "./catalog.ts";
 import { runServerTool } from "./run.ts";
+import { declaredDefinitions, declaredFailure, runDeclared } from "./declared.ts";
 
 export const MAX_TOOL_ROUNDS = 8;
 /** The dispatcher's keep-alive interval: a stream waiting on tools still sends keep-alives. */
@@ -41,24 +45,34 @@ export function createServerToolLoop(options: ToolLoopOptions = {}): SourceFacto
   const maxRounds = options.maxRounds ?? MAX_TOOL_ROUNDS;
   return async (ctx, d, id, now) => {
     const mode = d.mode ?? "generate";
+    // Declared server tools never reach a worker as such: they are offered as tools like any other.
+    const { serverTools: declared = [], ...base } = d.request;
     const offered = await offeredTools(ctx, d.request);
     checkToolChoice(d, offered);
-    if (offered.length === 0) return await startJob(ctx, d.request, mode, id, now);
-    const request: ChatRequest = { ...d.request, tools: [...d.request.tools, ...offered] };
+    if (offered.length === 0) return await startJob(ctx, base, mode, id, now);
+    const request: ChatRequest = { ...base, tools: [...base.tools, ...offered] };
     // count_tokens counts the prompt the model would really see, server tools included.
     const first = await startJob(ctx, request, mode, id, now);
     if (mode === "count_tokens") return first;
-    return new ToolLoopSource(ctx, id, request, d.request.tools, offered, first, maxRounds);
+    return new ToolLoopSource(ctx, id, request, base.tools, offered, declared, first, maxRounds);
   };
 }
 
 export const serverToolLoop: SourceFactory = createServerToolLoop();
 
 async function offeredTools(ctx: RouterContext, request: ChatRequest): Promise<ToolDefinition[]> {
-  // Legacy text completions have no tools; "none" means the caller wants no tool calls at all.
-  if (request.prompt !== undefined || request.toolChoice === "none") return [];
-  const own = new Set(request.tools.map((t) => t.name));
-  return (await serverTools(ctx)).filter((t) => !own.has(t.name));
+  // Legacy text completions have no tools.
+  if (request.prompt !== undefined) return [];
+  const declared = request.serverTools ?? [];
+  const catalog = declared.length > 0 || request.toolChoice !== "none" ? await serverTools(ctx) : [];
+  // A declared tool nobody serves is refused even when the caller wants no tool calls (as Anthropic validates).
+  const visible = declaredDefinitions(declared, catalog);
+  // "none" means the caller wants no tool calls at all.
+  if (request.toolChoice === "none") return [];
+  const taken = new Set([...request.tools.map((t) => t.name), ...visible.map((t) => t.name)]);
+  // The tool behind a declared one is offered once, under the caller's name.
+  for (const tool of declared) taken.add(tool.tool);
+  return [...visible, ...catalog.filter((t) => !taken.has(t.name))];
 }
 
 /**
@@ -113,8 +127,12 @@ class ToolLoopSource implements EventSource {
   #cancelled = false;
   #startSent = false;
   #textSent = false;
+  /** A declared tool's blocks were shown since the last text: the next text starts a block of its own. */
+  #blockAfterText = false;
   readonly #abort = new AbortController();
   readonly #serverNames: Set<string>;
+  readonly #declared: Map<string, DeclaredServerTool>;
+  readonly #uses = new Map<string, number>();
 
   constructor(
     readonly ctx: RouterContext,
@@ -122,10 +140,12 @@ class ToolLoopSource implements EventSource {
     readonly request: ChatRequest,
     readonly callerTools: ToolDefinition[],
     offered: ToolDefinition[],
+    declared: DeclaredServerTool[],
     first: JobRun,
     readonly maxRounds: number,
   ) {
     this.#serverNames = new Set(offered.map((t) => t.name));
+    this.#declared = new Map(declared.map((t) => [t.name, t]));
     this.#current = first;
     this.#produce()
       .catch((error) => {
@@ -207,6 +227,11 @@ class ToolLoopSource implements EventSource {
       }
       const outcomes = await Promise.all(serverCalls.map((call) => this.#execute(call)));
       if (this.#cancelled) return;
+      const shown = outcomes.flatMap((outcome) => outcome.shown ?? []);
+      if (shown.length > 0) {
+        this.#blockAfterText = true;
+        this.#push(shown);
+      }
       request = continuation(request, result, serverCalls, outcomes, round + 1 >= this.maxRounds, this.callerTools);
       const id = crypto.randomUUID().replaceAll("-", "");
       this.#current = await startJob(this.ctx, request, "generate", id, this.ctx.now());
@@ -233,9 +258,12 @@ class ToolLoopSource implements EventSource {
             break;
           case "text":
             if (!event.text) break;
-            if (roundIndex > 0 && round.text === "" && this.#textSent) out.push({ type: "text", text: "\n\n" });
+            if (roundIndex > 0 && round.text === "" && this.#textSent && !this.#blockAfterText) {
+              out.push({ type: "text", text: "\n\n" });
+            }
             round.text += event.text;
             this.#textSent = true;
+            this.#blockAfterText = false;
             out.push(event);
             break;
           case "reasoning":
@@ -248,8 +276,11 @@ class ToolLoopSource implements EventSource {
             break;
           case "tool_call": {
             const server = serverNames.has(event.name);
+            const shownServer = server && this.#declared.has(event.name);
             const call: RoundCall = {
-              id: event.id || `call_${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`,
+              id: shownServer
+                ? `srvtoolu_${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`
+                : event.id || `call_${crypto.randomUUID().replaceAll("-", "").slice(0, 24)}`,
               name: event.name,
               arguments: "",
               server,
@@ -293,15 +324,26 @@ class ToolLoopSource implements EventSource {
     return round;
   }
 
-  async #execute(call: RoundCall): Promise<{ text: string; isError: boolean }> {
+  async #execute(call: RoundCall): Promise<{ text: string; isError: boolean; shown?: JobEvent[] }> {
     let args: unknown;
+    const declared = this.#declared.get(call.name);
     try {
       args = call.arguments.trim() === "" ? {} : JSON.parse(call.arguments);
     } catch (err) {
+      if (declared) return shownFailure(declared, call.id);
       return { text: `The arguments for ${call.name} are not valid JSON: ${(err as Error).message}`, isError: true };
     }
     if (typeof args !== "object" || args === null || Array.isArray(args)) {
+      if (declared) return shownFailure(declared, call.id);
       return { text: `The arguments for ${call.name} must be a JSON object.`, isError: true };
+    }
+    if (declared) {
+      const uses = (this.#uses.get(call.name) ?? 0) + 1;
+      this.#uses.set(call.name, uses);
+      const input = args as Record<string, unknown>;
+      const ran = await runDeclared(this.ctx, declared, { id: call.id, args: input }, uses, this.#abort.signal);
+      this.ctx.log.info("server tool ran", { answer: this.id, tool: call.name, declared: declared.type });
+      return { text: ran.text, isError: ran.isError, shown: ran.events };
     }
     const outcome = await runServerTool(
       this.ctx,
@@ -319,6 +361,12 @@ class ToolLoopSource implements EventSource {
       isError: true,
     };
   }
+}
+
+/** A declared tool's call whose arguments are not a JSON object: shown to the caller as invalid_tool_input. */
+function shownFailure(tool: DeclaredServerTool, id: string): { text: string; isError: boolean; shown: JobEvent[] } {
+  const failed = declaredFailure(tool, { id, args: {} }, "invalid_tool_input");
+  return { text: failed.text, isError: true, shown: failed.events };
 }
 
 /** The request for the next round: the model's turn with its server calls, then their results. */

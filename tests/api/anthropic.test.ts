@@ -406,7 +406,18 @@ Deno.test("invalid requests are 400 invalid_request errors that name the field",
     [{ ...valid, thinking: { type: "enabled" } }, "thinking.budget_tokens: Field required"],
     [{ ...valid, thinking: { type: "sometimes" } }, 'thinking.type: "sometimes" is not supported'],
     [{ ...valid, tools: [{ name: "x" }] }, "tools.0.input_schema: Field required"],
-    [{ ...valid, tools: [{ type: "web_search_20250305", name: "web_search" }] }, "tools.0.type: only custom tools"],
+    [{ ...valid, tools: [{ type: "bash_20250124", name: "bash" }] }, 'tools.0.type: "bash_20250124" is not supported'],
+    [
+      { ...valid, tools: [{ type: "web_search_20250305", name: "web_search", max_uses: 0 }] },
+      "tools.0.max_uses: must be a positive integer",
+    ],
+    [
+      {
+        ...valid,
+        tools: [{ type: "web_fetch_20250910", name: "web_fetch", allowed_domains: ["a"], blocked_domains: ["b"] }],
+      },
+      "tools.0: use either allowed_domains or blocked_domains",
+    ],
     [[], "The request body must be a JSON object"],
   ];
   for (const [body, message] of cases) {

@@ -7,7 +7,7 @@
  * Ctrl-C finishes running jobs (or hands them back after a grace period) and exits cleanly.
  */
 import { hostname } from "node:os";
-import { createLogger, type LogLevel } from "../../src/log.ts";
+import { createLogger, logFormatFrom, type LogLevel } from "../../src/log.ts";
 import { WorkerLoop } from "../common/worker-loop.ts";
 import {
   ArgsError,
@@ -92,7 +92,15 @@ export function parseCliWorkerArgs(argv: string[], env: Record<string, string | 
 }
 
 export async function runCliWorker(args: CliWorkerArgs): Promise<number> {
-  const log = createLogger(args.logLevel, (line) => console.error(line), { worker: "cli" });
+  const log = createLogger(
+    args.logLevel,
+    (line) => console.error(line),
+    { worker: "cli" },
+    logFormatFrom(
+      Deno.env.toObject(),
+      Deno.stderr.isTerminal(),
+    ),
+  );
   // Nothing this process starts inherits the key (the CLI's environment is an allowlist anyway).
   Deno.env.delete("AUXOT_GPU_KEY");
   const engine = new CliEngine({

@@ -89,7 +89,12 @@ export class WorkerLoop {
         if (this.#stopping) break;
         failures++;
         const delay = backoff(failures);
-        this.opts.log.warn("cannot reach the router, retrying", { error: err, retryInMs: delay, attempt: failures });
+        this.opts.log.warn("cannot reach the router, retrying", {
+          router: this.#base,
+          error: err,
+          retryInMs: delay,
+          attempt: failures,
+        });
         await sleep(delay);
       }
     }

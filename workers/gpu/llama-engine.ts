@@ -220,7 +220,8 @@ export class LlamaEngine implements Engine {
       sink.emit({
         type: "error",
         code: "context_length_exceeded",
-        message: `the prompt has ${tokens.length} tokens; this worker's context holds ${loaded.ctxSize}`,
+        // Anthropic's wording, which Claude Code parses (N and M) to compact the conversation: docs/claude-code.md.
+        message: `prompt is too long: ${tokens.length} tokens > ${loaded.ctxSize - 1} maximum`,
         retryable: false,
       });
       return;
@@ -251,6 +252,9 @@ export class LlamaEngine implements Engine {
       const grammarStops = grammar ? triggersOf(grammar) : [];
       const stops = new StopSequenceMatcher([...request.stop, ...grammarStops]);
       const maxTokens = Math.min(request.maxTokens ?? Infinity, loaded.ctxSize - tokens.length);
+      // Stopping at the context's end rather than at the caller's max_tokens is reported as such (Anthropic's
+      // model_context_window_exceeded): Claude Code asks for 32k-64k tokens whatever the context.
+      const contextFull = maxTokens < (request.maxTokens ?? Infinity);
       const temperature = request.temperature ?? DEFAULT_TEMPERATURE;
       const detokenizer = new StreamingDetokenizer(model);
 
@@ -296,7 +300,12 @@ export class LlamaEngine implements Engine {
       if (finish === "stop" && parser.toolCallCount > 0) finish = "tool_calls";
       this.recordSpeed(completionTokens, generationStart);
       sink.emit({ type: "usage", usage: { promptTokens: tokens.length, completionTokens, cachedTokens } });
-      sink.emit({ type: "done", finishReason: finish, ...(stopSequence !== undefined ? { stopSequence } : {}) });
+      sink.emit({
+        type: "done",
+        finishReason: finish,
+        ...(stopSequence !== undefined ? { stopSequence } : {}),
+        ...(finish === "length" && contextFull ? { contextFull: true } : {}),
+      });
     } catch (error) {
       // The sequence may hold a half-evaluated batch: start that slot afresh next time.
       slot.conversationKey = undefined;
@@ -379,7 +388,8 @@ export class LlamaEngine implements Engine {
     await Promise.allSettled([...this.running]);
     await this.loaded?.context.dispose();
     await this.model?.dispose();
-    await this.llama?.dispose();
+    // A backend passed in is shared (several models on one worker): its owner disposes it.
+    if (!this.options.llama) await this.llama?.dispose();
     this.loaded = undefined;
     this.model = undefined;
     this.llama = undefined;

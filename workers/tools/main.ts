@@ -6,7 +6,7 @@
  */
 import { hostname } from "node:os";
 import { parseDuration } from "../../src/duration.ts";
-import { createLogger, type Logger, type LogLevel } from "../../src/log.ts";
+import { createLogger, logFormatFrom, type Logger, type LogLevel } from "../../src/log.ts";
 import { WorkerLoop } from "../common/worker-loop.ts";
 import {
   ArgsError,
@@ -204,7 +204,15 @@ async function startMcp(args: ToolsWorkerArgs, log: Logger): Promise<McpHub | un
 }
 
 export async function runToolsWorker(args: ToolsWorkerArgs): Promise<number> {
-  const log = createLogger(args.logLevel, (line) => console.error(line), { worker: "tools" });
+  const log = createLogger(
+    args.logLevel,
+    (line) => console.error(line),
+    { worker: "tools" },
+    logFormatFrom(
+      Deno.env.toObject(),
+      Deno.stderr.isTerminal(),
+    ),
+  );
   const workDir = await Deno.makeTempDir({ prefix: "auxot-tools-" });
   let mcp: McpHub | undefined;
   try {

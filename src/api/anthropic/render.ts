@@ -18,22 +18,29 @@
  *   only at the end). `message_delta` then carries the final usage. The internal `promptTokens` counts the whole
  *   prompt, cached tokens included (OpenAI's convention); Anthropic's `input_tokens` excludes cache reads and
  *   cache writes, so it is `promptTokens - cachedTokens - cacheCreationTokens`.
- * - stop reasons: stop → end_turn, length → max_tokens, stop_sequence → stop_sequence (with the sequence),
- *   tool_calls → tool_use; a "stop" after tool calls is reported as tool_use, which is what clients act on.
+ * - stop reasons: stop → end_turn, length → max_tokens (model_context_window_exceeded when the worker stopped at
+ *   the context's end before the request's max_tokens, as Anthropic's current models do), stop_sequence →
+ *   stop_sequence (with the sequence), tool_calls → tool_use; a "stop" after tool calls is reported as tool_use,
+ *   which is what clients act on.
  * - In the JSON body a tool's input is its argument text parsed as a JSON object. Text that is not one (a model
  *   cut off by max_tokens, or malformed output) gives `input: {}`: the client's tool then reports the missing
  *   arguments to the model, which can try again, instead of the whole turn failing.
+ * - Server tools the router ran (src/tools/declared.ts): a `server_tool_use` block (its input as one
+ *   `input_json_delta`), then the result block whole in its `content_block_start` (server-blocks.ts), as Anthropic
+ *   streams them; `usage.server_tool_use` counts the searches and fetches that ran, and is present only then.
  * - Keep-alives: an SSE comment until `message_start` has been sent (a `ping` must not precede it), then
  *   `event: ping`.
  */
 import { ApiError, type ErrorKind } from "../../http/errors.ts";
 import type { ResponseMeta, StreamEncoder } from "../flavour.ts";
 import type { FinishReason, JobEvent, Usage } from "../../protocol/events.ts";
+import { type ServerResultBlock, serverResultBlock } from "./server-blocks.ts";
 
 type BlockStart =
   | { type: "text"; text: "" }
   | { type: "thinking"; thinking: ""; signature: "" }
-  | { type: "tool_use"; id: string; name: string; input: Record<string, never> };
+  | { type: "tool_use" | "server_tool_use"; id: string; name: string; input: Record<string, never> }
+  | ServerResultBlock;
 
 type BlockDelta =
   | { type: "text_delta"; text: string }
@@ -55,6 +62,13 @@ class ContentBlocks {
   #open: OpenBlock | undefined;
   /** Tool call index (from the events) → content block index. */
   #toolBlocks = new Map<number, number>();
+  /** Server tool calls that ran, by tool (web_search_requests, web_fetch_requests). */
+  readonly serverToolUse = { web_search_requests: 0, web_fetch_requests: 0 };
+  #usedServerTools = false;
+
+  get usedServerTools(): boolean {
+    return this.#usedServerTools;
+  }
 
   get usedTools(): boolean {
     return this.#toolBlocks.size > 0;
@@ -83,6 +97,29 @@ class ContentBlocks {
         this.#toolBlocks.set(event.index, index);
         const content_block: BlockStart = { type: "tool_use", id: event.id, name: event.name, input: {} };
         steps.push({ type: "content_block_start", index, content_block });
+        return steps;
+      }
+      case "server_tool_use": {
+        const steps = this.close();
+        const index = this.#nextIndex++;
+        const content_block: BlockStart = { type: "server_tool_use", id: event.id, name: event.name, input: {} };
+        const delta: BlockDelta = { type: "input_json_delta", partial_json: JSON.stringify(event.input) };
+        steps.push(
+          { type: "content_block_start", index, content_block },
+          { type: "content_block_delta", index, delta },
+          { type: "content_block_stop", index },
+        );
+        return steps;
+      }
+      case "server_tool_result": {
+        const steps = this.close();
+        const index = this.#nextIndex++;
+        this.#usedServerTools = true;
+        if (!event.errorCode) this.serverToolUse[`${event.tool}_requests`]++;
+        steps.push(
+          { type: "content_block_start", index, content_block: serverResultBlock(event) },
+          { type: "content_block_stop", index },
+        );
         return steps;
       }
       case "tool_args": {
@@ -117,7 +154,7 @@ class ContentBlocks {
   }
 }
 
-export type StopReason = "end_turn" | "max_tokens" | "stop_sequence" | "tool_use";
+export type StopReason = "end_turn" | "max_tokens" | "stop_sequence" | "tool_use" | "model_context_window_exceeded";
 
 const STOP_REASONS: Record<FinishReason, StopReason> = {
   stop: "end_turn",
@@ -126,7 +163,8 @@ const STOP_REASONS: Record<FinishReason, StopReason> = {
   tool_calls: "tool_use",
 };
 
-function stopReasonOf(reason: FinishReason, usedTools: boolean): StopReason {
+function stopReasonOf(reason: FinishReason, usedTools: boolean, contextFull?: boolean): StopReason {
+  if (reason === "length" && contextFull) return "model_context_window_exceeded";
   return reason === "stop" && usedTools ? "tool_use" : STOP_REASONS[reason];
 }
 
@@ -135,6 +173,11 @@ export interface AnthropicUsage {
   output_tokens: number;
   cache_creation_input_tokens: number;
   cache_read_input_tokens: number;
+  server_tool_use?: { web_search_requests: number; web_fetch_requests: number };
+}
+
+function withServerToolUse(usage: AnthropicUsage, blocks: ContentBlocks): AnthropicUsage {
+  return blocks.usedServerTools ? { ...usage, server_tool_use: { ...blocks.serverToolUse } } : usage;
 }
 
 function anthropicUsage(usage: Usage | undefined, promptTokens: number | undefined): AnthropicUsage {
@@ -181,11 +224,15 @@ export class AnthropicStreamEncoder implements StreamEncoder {
       case "done": {
         this.#finished = true;
         const delta = {
-          stop_reason: stopReasonOf(event.finishReason, this.#blocks.usedTools),
+          stop_reason: stopReasonOf(event.finishReason, this.#blocks.usedTools, event.contextFull),
           stop_sequence: event.finishReason === "stop_sequence" ? event.stopSequence ?? null : null,
         };
         return this.#messageStart() + this.#blocks.close().map(sse).join("") +
-          sse({ type: "message_delta", delta, usage: anthropicUsage(this.#usage, this.#promptTokens) }) +
+          sse({
+            type: "message_delta",
+            delta,
+            usage: withServerToolUse(anthropicUsage(this.#usage, this.#promptTokens), this.#blocks),
+          }) +
           sse({ type: "message_stop" });
       }
       case "error":
@@ -229,7 +276,8 @@ export class AnthropicStreamEncoder implements StreamEncoder {
 export type ContentBlock =
   | { type: "text"; text: string }
   | { type: "thinking"; thinking: string; signature: string }
-  | { type: "tool_use"; id: string; name: string; input: Record<string, unknown> };
+  | { type: "tool_use" | "server_tool_use"; id: string; name: string; input: Record<string, unknown> }
+  | ServerResultBlock;
 
 export interface AnthropicMessage {
   id: string;
@@ -250,12 +298,14 @@ export function collectMessage(events: JobEvent[], meta: ResponseMeta): Anthropi
   let promptTokens: number | undefined;
   let usage: Usage | undefined;
   let finishReason: FinishReason = "stop";
+  let contextFull = false;
   let stopSequence: string | null = null;
   for (const event of events) {
     if (event.type === "start") promptTokens ??= event.promptTokens;
     if (event.type === "usage") usage = event.usage;
     if (event.type === "done") {
       finishReason = event.finishReason;
+      contextFull = event.contextFull === true;
       stopSequence = event.finishReason === "stop_sequence" ? event.stopSequence ?? null : null;
     }
     for (const step of blocks.step(event)) {
@@ -273,7 +323,7 @@ export function collectMessage(events: JobEvent[], meta: ResponseMeta): Anthropi
   }
   for (const [index, text] of toolArgs) {
     const block = content[index];
-    if (block.type === "tool_use") block.input = parseToolInput(text);
+    if (block.type === "tool_use" || block.type === "server_tool_use") block.input = parseToolInput(text);
   }
   return {
     id: messageId(meta),
@@ -281,9 +331,9 @@ export function collectMessage(events: JobEvent[], meta: ResponseMeta): Anthropi
     role: "assistant",
     model: meta.model,
     content,
-    stop_reason: stopReasonOf(finishReason, blocks.usedTools),
+    stop_reason: stopReasonOf(finishReason, blocks.usedTools, contextFull),
     stop_sequence: stopSequence,
-    usage: anthropicUsage(usage, promptTokens),
+    usage: withServerToolUse(anthropicUsage(usage, promptTokens), blocks),
   };
 }
 

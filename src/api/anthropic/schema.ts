@@ -91,7 +91,32 @@ const UserBlock = z.discriminatedUnion("type", [
   ToolResultBlock,
 ]);
 export type UserBlock = z.infer<typeof UserBlock>;
-const AssistantBlock = z.discriminatedUnion("type", [TextBlock, ThinkingBlock, RedactedThinkingBlock, ToolUseBlock]);
+/** A server tool's call and results, as the caller received them from an earlier answer and sends them back. */
+export const ServerToolUseBlock = z.looseObject({
+  type: z.literal("server_tool_use"),
+  id: z.string(),
+  name: z.string(),
+  input: z.unknown(),
+});
+export const WebSearchToolResultBlock = z.looseObject({
+  type: z.literal("web_search_tool_result"),
+  tool_use_id: z.string(),
+  content: z.unknown(),
+});
+export const WebFetchToolResultBlock = z.looseObject({
+  type: z.literal("web_fetch_tool_result"),
+  tool_use_id: z.string(),
+  content: z.unknown(),
+});
+const AssistantBlock = z.discriminatedUnion("type", [
+  TextBlock,
+  ThinkingBlock,
+  RedactedThinkingBlock,
+  ToolUseBlock,
+  ServerToolUseBlock,
+  WebSearchToolResultBlock,
+  WebFetchToolResultBlock,
+]);
 export type AssistantBlock = z.infer<typeof AssistantBlock>;
 
 /** `role: "system"` entries are not in the older public schema, but Claude Code sends them (reminders). */
@@ -102,18 +127,66 @@ export const MessageParam = z.discriminatedUnion("role", [
 ]);
 export type MessageParam = z.infer<typeof MessageParam>;
 
-/**
- * A client tool. Anthropic's server tools (`type: "web_search_20250305"`, `"bash_20250124"`, ...) have no
- * `input_schema` and would need Anthropic to run them, so any `type` other than "custom" is refused.
- */
+/** A client tool (no `type`, or "custom"). */
 export const ToolParam = z.looseObject({
-  type: optional(z.literal("custom", { error: "only custom tools are supported (server tools need Anthropic)" })),
+  type: optional(z.literal("custom")),
   name: z.string().min(1),
   description: optional(z.string()),
   /** JSON Schema 2020-12, kept whole. */
   input_schema: z.record(z.string(), z.unknown()),
 });
 export type ToolParam = z.infer<typeof ToolParam>;
+
+/** The server tool types that tools workers can serve: `web_search_<date>` and `web_fetch_<date>`. */
+export const WEB_TOOL_TYPE = /^web_(search|fetch)_\d{8}$/;
+
+/** Anthropic's web_search / web_fetch server tool declaration; fields beyond these are ignored. */
+export const WebToolParam = z.looseObject({
+  type: z.string().regex(WEB_TOOL_TYPE),
+  name: z.string().min(1),
+  max_uses: optional(z.number().int().positive()),
+  allowed_domains: optional(z.array(z.string())),
+  blocked_domains: optional(z.array(z.string())),
+  user_location: optional(z.looseObject({
+    type: optional(z.string()),
+    city: optional(z.string()),
+    region: optional(z.string()),
+    country: optional(z.string()),
+    timezone: optional(z.string()),
+  })),
+}).refine((tool) => !(tool.allowed_domains?.length && tool.blocked_domains?.length), {
+  message: "use either allowed_domains or blocked_domains, not both",
+});
+export type WebToolParam = z.infer<typeof WebToolParam>;
+
+/**
+ * One entry of `tools`: a client tool, or a server tool by `type`. Only web_search / web_fetch server tools can
+ * run here (on tools workers); any other server tool type (`bash_*`, `code_execution_*`, `computer_*`, ...) is
+ * refused with a 400 that names it.
+ */
+const AnyToolParam = z.looseObject({ type: optional(z.string()) }).transform((tool, ctx) => {
+  const schema = tool.type == null || tool.type === "custom"
+    ? ToolParam
+    : WEB_TOOL_TYPE.test(tool.type)
+    ? WebToolParam
+    : undefined;
+  if (!schema) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["type"],
+      message:
+        `${JSON.stringify(tool.type).slice(0, 100)} is not supported: only custom tools and the web_search_* / ` +
+        "web_fetch_* server tools are available on this server",
+    });
+    return z.NEVER;
+  }
+  const parsed = schema.safeParse(tool, { reportInput: true });
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) ctx.addIssue({ ...issue } as z.core.$ZodRawIssue);
+    return z.NEVER;
+  }
+  return parsed.data as ToolParam | WebToolParam;
+});
 
 export const ToolChoiceParam = z.discriminatedUnion("type", [
   z.looseObject({ type: z.literal("auto") }),
@@ -148,7 +221,7 @@ const requestFields = {
   top_p: optional(z.number().min(0).max(1)),
   top_k: optional(z.number().int().min(0)),
   metadata: optional(z.looseObject({ user_id: optional(z.string()) })),
-  tools: optional(z.array(ToolParam)),
+  tools: optional(z.array(AnyToolParam)),
   tool_choice: optional(ToolChoiceParam),
   thinking: optional(ThinkingParam),
   output_config: optional(OutputConfig),

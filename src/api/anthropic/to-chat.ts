@@ -25,6 +25,11 @@
  *   or the older `user_<hash>_account_<uuid>_session_<uuid>` form). Any other `user_id` names a user, not a
  *   conversation, and is not used; the router may still set a key from the `x-claude-code-session-id` header,
  *   which carries the same session id.
+ * - Server tools: `web_search_*` / `web_fetch_*` declarations become `serverTools` (the router's tool loop runs
+ *   them on tools workers, src/tools/declared.ts). Sent back in an assistant turn, `server_tool_use` becomes a
+ *   tool call and its `web_search_tool_result` / `web_fetch_tool_result` a tool message holding the text the
+ *   model read (decoded from Auxot's `encrypted_content` tokens); the assistant turn is split around them, as the
+ *   tool loop built it, so the prompt renders the same and the worker's KV cache still matches.
  * - `cache_control`, `context_management`, `defer_loading`, `metadata` otherwise, and other unknown fields are
  *   ignored: prompt caching here is automatic (prefix reuse on a worker), and every tool is always loaded.
  */
@@ -36,6 +41,8 @@ import type {
   ToolCall,
   ToolChoice,
 } from "../../protocol/chat.ts";
+import type { DeclaredServerTool } from "../../protocol/chat.ts";
+import { inputObject, serverToolResultMessage } from "./server-blocks.ts";
 import {
   type AssistantBlock,
   type CountTokensRequest,
@@ -47,8 +54,10 @@ import {
   type SearchResultBlock,
   type TextBlock,
   type ToolChoiceParam,
+  type ToolParam,
   type ToolResultContentBlock,
   type UserBlock,
+  type WebToolParam,
 } from "./schema.ts";
 
 /** Validates a `/v1/messages` body and translates it. Throws ApiError("invalid_request") naming the field. */
@@ -62,11 +71,12 @@ export function toCountTokensRequest(body: unknown): ChatRequest {
 }
 
 function translate(request: CountTokensRequest): ChatRequest {
-  const tools = (request.tools ?? []).map((tool) => ({
+  const tools = (request.tools ?? []).filter(isClientTool).map((tool) => ({
     name: tool.name,
     ...(tool.description ? { description: tool.description } : {}),
     parameters: tool.input_schema,
   }));
+  const serverTools = (request.tools ?? []).flatMap((tool) => isClientTool(tool) ? [] : [toDeclaredTool(tool)]);
   const toolChoice = request.tool_choice ? toToolChoice(request.tool_choice) : "auto";
   // Whether a forced tool exists is checked where server tools are known too (src/tools/loop.ts).
   const messages: ChatMessage[] = [];
@@ -91,6 +101,7 @@ function translate(request: CountTokensRequest): ChatRequest {
     ...(reasoning ? { reasoning } : {}),
     ...(responseFormat ? { responseFormat: { type: "json_schema" as const, schema: responseFormat.schema } } : {}),
     ...(conversationKey ? { conversationKey } : {}),
+    ...(serverTools.length > 0 ? { serverTools } : {}),
   };
 }
 
@@ -102,7 +113,7 @@ function toChatMessages(message: MessageParam): ChatMessage[] {
     case "system":
       return [{ role: "system", content: message.content.map(fromTextBlock) }];
     case "assistant":
-      return [fromAssistantBlocks(message.content)];
+      return fromAssistantTurn(message.content);
     case "user":
       return fromUserBlocks(message.content);
   }
@@ -129,6 +140,28 @@ function fromUserBlocks(blocks: UserBlock[]): ChatMessage[] {
   return [...toolMessages, { role: "user", content: userParts }];
 }
 
+/**
+ * An assistant turn. Server tool results inside it end the message so far (with its calls), become tool
+ * messages, and the blocks after them start a new assistant message.
+ */
+function fromAssistantTurn(blocks: AssistantBlock[]): ChatMessage[] {
+  const messages: ChatMessage[] = [];
+  let pending: AssistantBlock[] = [];
+  const calls = new Map<string, Record<string, unknown>>();
+  for (const block of blocks) {
+    if (block.type === "server_tool_use") calls.set(block.id, inputObject(block.input));
+    if (block.type !== "web_search_tool_result" && block.type !== "web_fetch_tool_result") {
+      pending.push(block);
+      continue;
+    }
+    if (pending.length > 0) messages.push(fromAssistantBlocks(pending));
+    pending = [];
+    messages.push(serverToolResultMessage(block, calls.get(block.tool_use_id)));
+  }
+  if (pending.length > 0 || messages.length === 0) messages.push(fromAssistantBlocks(pending));
+  return messages;
+}
+
 function fromAssistantBlocks(blocks: AssistantBlock[]): ChatMessage {
   const content: ContentPart[] = [];
   const reasoning: ReasoningPart[] = [];
@@ -145,6 +178,7 @@ function fromAssistantBlocks(blocks: AssistantBlock[]): ChatMessage {
         reasoning.push({ text: "", redacted: block.data });
         break;
       case "tool_use":
+      case "server_tool_use":
         toolCalls.push({ id: block.id, name: block.name, arguments: JSON.stringify(block.input ?? {}) });
         break;
     }
@@ -264,4 +298,21 @@ function sessionIdOf(userId: string | null | undefined): string | undefined {
     sessionId = /_session_([A-Za-z0-9-]+)$/.exec(userId)?.[1];
   }
   return sessionId && sessionId.length <= MAX_KEY_LENGTH ? sessionId : undefined;
+}
+
+function isClientTool(tool: ToolParam | WebToolParam): tool is ToolParam {
+  return tool.type == null || tool.type === "custom";
+}
+
+function toDeclaredTool(tool: WebToolParam): DeclaredServerTool {
+  const country = tool.user_location?.country;
+  return {
+    tool: tool.type.startsWith("web_fetch_") ? "web_fetch" : "web_search",
+    name: tool.name,
+    type: tool.type,
+    ...(tool.max_uses != null ? { maxUses: tool.max_uses } : {}),
+    ...(tool.allowed_domains?.length ? { allowedDomains: tool.allowed_domains } : {}),
+    ...(tool.blocked_domains?.length ? { blockedDomains: tool.blocked_domains } : {}),
+    ...(country && /^[A-Za-z]{2}$/.test(country) ? { country: country.toUpperCase() } : {}),
+  };
 }

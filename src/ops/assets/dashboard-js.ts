@@ -228,6 +228,8 @@ export const DASHBOARD_JS = String.raw`"use strict";
       card.appendChild(head);
 
       var model = [w.model, w.quantization, w.ctxSize ? "ctx " + num(w.ctxSize) : ""].filter(Boolean).join(" · ");
+      // A worker serving several models lists them all.
+      if (w.models && w.models.length > 1) model = w.models.map(function (m) { return m.model; }).join(", ");
       if (model) card.appendChild(el("div", "detail", model));
       var hw = [w.backend, w.gpu, bytes(w.vramBytes)].filter(Boolean).join(" · ");
       if (hw) card.appendChild(el("div", "detail", hw));
@@ -257,7 +259,15 @@ export const DASHBOARD_JS = String.raw`"use strict";
 
   function renderQueue(report) {
     var pairs = [["waiting", String(report.queue.depth)], ["running", String(report.running)]];
+    // One line per model of the policy (its lane's depth, ready workers serving it, their free slots); tool lanes after.
+    (report.models || []).forEach(function (m) {
+      pairs.push([
+        m.name + (m.kind === "embedding" ? " (embeddings)" : ""),
+        m.queued + " queued · " + m.workers + " workers · " + m.free + "/" + m.slots + " free",
+      ]);
+    });
     Object.keys(report.queue.byLane).forEach(function (lane) {
+      if (report.models && /^(chat|embed):/.test(lane)) return;
       pairs.push(["lane " + lane, String(report.queue.byLane[lane])]);
     });
     var jobs = report.counters.jobs;
