@@ -12,6 +12,7 @@ import { loadConfig } from "../../src/config.ts";
 import { WORKER_BOUNDS } from "../../src/dispatch/worker-bounds.ts";
 import { createLogger } from "../../src/log.ts";
 import { PROTOCOL_VERSION } from "../../src/protocol/worker-protocol.ts";
+import { laneOf, policyModels } from "../../src/policy/route.ts";
 import { EmbeddedStore } from "../../src/store/embedded.ts";
 import { newJob } from "../store/conformance.ts";
 import { TEST_ENV, testKeys } from "../helpers/router.ts";
@@ -44,7 +45,8 @@ Deno.test(`fuzz: ${BODIES} adversarial worker-protocol bodies from an authentica
     waitMs: 0,
   });
   const loaded = { policyVersion: first.body.policy.version, model: "m" };
-  for (let i = 0; i < 40; i++) await store.enqueue(newJob(Date.now()));
+  const lane = laneOf(policyModels(config.policy)[0]);
+  for (let i = 0; i < 40; i++) await store.enqueue(newJob(Date.now(), { lane }));
   const claimed = (await call("/worker/v1/poll", {
     protocol: PROTOCOL_VERSION,
     worker: { id: workerId, kind: "gpu", slots: 64, free: 40, loaded },
