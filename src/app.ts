@@ -5,23 +5,10 @@
  * flavour (OpenAI, Anthropic, or the worker protocol's shape).
  */
 import { type IRequest, Router, type RouterType } from "itty-router";
-import {
-  anthropicCountTokensBody,
-  anthropicCountTokensRequest,
-  anthropicErrorStatus,
-  anthropicFlavour,
-  anthropicModel,
-  anthropicModelsList,
-} from "./api/anthropic/flavour.ts";
-import type { ChatFlavour } from "./api/flavour.ts";
-import {
-  includeUsage,
-  openaiChatFlavour,
-  openaiCompletionsFlavour,
-  openaiModel,
-  openaiModelsList,
-} from "./api/openai/flavour.ts";
-import { openaiErrorBody } from "./api/openai/render.ts";
+import { anthropicCountTokensFlavour, anthropicFlavour } from "./api/anthropic/flavour.ts";
+import type { ApiFlavour, ChatFlavour } from "./api/flavour.ts";
+import { openaiApi, openaiChatFlavour, openaiCompletionsFlavour } from "./api/openai/flavour.ts";
+import { responsesFlavour, storedResponseRoute } from "./api/responses/flavour.ts";
 import type { KeyRole } from "./auth/keys.ts";
 import { KeyVerifier } from "./auth/verifier.ts";
 import type { RouterConfig } from "./config.ts";
@@ -60,15 +47,32 @@ export interface App {
 
 const STARTED = Math.floor(Date.now() / 1000);
 
-/** count_tokens: the worker renders the prompt and reports its size; the answer is `{input_tokens}`. */
-const countTokensFlavour: ChatFlavour = {
-  ...anthropicFlavour,
-  wantsStream: () => false,
-  collect: (events) => {
-    const start = events.find((e) => e.type === "start");
-    return anthropicCountTokensBody(start?.type === "start" ? start.promptTokens ?? 0 : 0);
-  },
-};
+/** A request once the `before` stage has picked its API flavour (and authenticated it). */
+type ApiRequest = IRequest & { flavour: ApiFlavour };
+
+/**
+ * One API route: where it is served, which flavour answers it (a value, or read from the request where two APIs
+ * share a path), and its handler. Every route runs the same `before` stage: pick the flavour, authenticate.
+ */
+interface ApiRoute {
+  method: "get" | "post" | "all";
+  paths: string[];
+  flavour: ApiFlavour | ((request: IRequest) => ApiFlavour);
+  handle: (request: ApiRequest, call: CallInfo) => Promise<Response>;
+}
+
+/** Base URLs callers configure for each API (`/v1/...` is shared: OpenAI by default, Anthropic by its header). */
+const OPENAI = ["/v1", "/api/openai", "/api/openai/v1"];
+const ANTHROPIC = ["/v1", "/api/anthropic/v1"];
+const under = (prefixes: string[], path: string) => prefixes.map((prefix) => prefix + path);
+
+/** A request no route claims speaks Anthropic when its path or its SDK's `anthropic-version` header says so. */
+function callerFlavour(request: IRequest): ApiFlavour {
+  const path = new URL(request.url).pathname;
+  if (path.startsWith("/api/anthropic/") || path.startsWith("/v1/messages")) return anthropicFlavour;
+  if (path.startsWith("/api/openai/")) return openaiApi;
+  return request.headers.has("anthropic-version") ? anthropicFlavour : openaiApi;
+}
 
 export function createApp(deps: AppDeps): App {
   const now = deps.now ?? (() => Date.now());
@@ -105,36 +109,51 @@ export function createApp(deps: AppDeps): App {
   };
   const body = (request: IRequest) => readJsonBody(request, deps.config.maxBodyBytes);
 
-  const chat =
-    (flavour: ChatFlavour, mode: "generate" | "count_tokens" = "generate") =>
-    async (request: IRequest, call: CallInfo) => {
-      await authorize(request, call, ["api"]);
-      const raw = await body(request);
-      const chatRequest = mode === "count_tokens" ? anthropicCountTokensRequest(raw) : flavour.toChatRequest(raw);
-      chatRequest.conversationKey ??= conversationKeyOf(chatRequest, request.headers);
-      return await dispatchChat(ctx, {
-        flavour,
-        request: chatRequest,
-        stream: mode === "generate" && flavour.wantsStream(raw),
-        includeUsage: includeUsage(raw),
-        mode,
-        signal: request.signal,
-        source: serverToolLoop,
-      });
-    };
-
-  const models = async (request: IRequest, call: CallInfo) => {
-    await authorize(request, call, ["api"]);
-    const name = deps.config.policy.model.name;
-    if (isAnthropic(request)) return json(anthropicModelsList(name));
-    return json(openaiModelsList([{ id: name, created: STARTED }]));
+  /** The one request pipeline of every chat API: the flavour parses, the dispatcher runs, the flavour renders. */
+  const chat = (flavour: ChatFlavour): ApiRoute["handle"] => async (request) => {
+    const raw = await body(request);
+    const chatRequest = flavour.toChatRequest(raw, request.headers);
+    chatRequest.conversationKey ??= conversationKeyOf(chatRequest, request.headers);
+    return await dispatchChat(ctx, {
+      flavour,
+      request: chatRequest,
+      stream: flavour.wantsStream(raw),
+      render: flavour.renderOptions(raw),
+      mode: flavour.mode ?? "generate",
+      signal: request.signal,
+      source: serverToolLoop,
+    });
   };
-  const model = async (request: IRequest, call: CallInfo) => {
+  const chatRoute = (prefixes: string[], path: string, flavour: ChatFlavour): ApiRoute => ({
+    method: "post",
+    paths: under(prefixes, path),
+    flavour,
+    handle: chat(flavour),
+  });
+  // Every model name maps to the policy's model (callers send what their tool uses), so any id describes it.
+  const models: ApiRoute["handle"] = (request) =>
+    Promise.resolve(json(request.flavour.modelsList([{ id: deps.config.policy.model.name, created: STARTED }])));
+  const model: ApiRoute["handle"] = (request) =>
+    Promise.resolve(json(request.flavour.model(decodeURIComponent(request.params.id), STARTED)));
+
+  /** The route table of the caller-facing APIs. Adding an endpoint is one line here. */
+  const apiRoutes: ApiRoute[] = [
+    chatRoute(OPENAI, "/chat/completions", openaiChatFlavour),
+    chatRoute(OPENAI, "/completions", openaiCompletionsFlavour),
+    chatRoute(OPENAI, "/responses", responsesFlavour),
+    { ...storedResponseRoute, paths: under(OPENAI, "/responses/:id+"), method: "all" },
+    chatRoute(ANTHROPIC, "/messages", anthropicFlavour),
+    chatRoute(ANTHROPIC, "/messages/count_tokens", anthropicCountTokensFlavour),
+    { method: "get", paths: under(OPENAI, "/models"), flavour: callerFlavour, handle: models },
+    { method: "get", paths: under(OPENAI, "/models/:id+"), flavour: callerFlavour, handle: model },
+    { method: "get", paths: under(["/api/anthropic/v1"], "/models"), flavour: anthropicFlavour, handle: models },
+    { method: "get", paths: under(["/api/anthropic/v1"], "/models/:id+"), flavour: anthropicFlavour, handle: model },
+  ];
+
+  /** The `before` stage of every API route: the request carries its flavour from here to its last byte. */
+  const before = (route: ApiRoute) => async (request: IRequest, call: CallInfo) => {
+    request.flavour = typeof route.flavour === "function" ? route.flavour(request) : route.flavour;
     await authorize(request, call, ["api"]);
-    const id = decodeURIComponent(request.params.id);
-    // Every name maps to the policy's model (callers send what their tool uses), so any id describes it.
-    if (isAnthropic(request)) return json(anthropicModel(id));
-    return json(openaiModel(id, STARTED));
   };
 
   const worker =
@@ -159,16 +178,14 @@ export function createApp(deps: AppDeps): App {
       else if (!(err instanceof ApiError)) {
         deps.log.error("request failed", { path: new URL(request.url).pathname, error: err });
       }
-      const anthropic = isAnthropic(request);
-      const headers: Record<string, string> = {};
+      const flavour: ApiFlavour = request.flavour ?? callerFlavour(request);
+      const headers = flavour.responseHeaders(crypto.randomUUID().replaceAll("-", ""));
       if (apiError.options.retryAfterSeconds) headers["retry-after"] = String(apiError.options.retryAfterSeconds);
-      if (anthropic) headers["request-id"] = `req_${crypto.randomUUID().replaceAll("-", "")}`;
-      const status = anthropic ? anthropicErrorStatus(apiError) : apiError.status;
-      return json(anthropic ? anthropicFlavour.errorBody(apiError) : openaiErrorBody(apiError), headers, status);
+      return json(flavour.errorBody(apiError), headers, flavour.errorStatus(apiError));
     },
     finally: [(response: Response, request: IRequest) => {
       const path = new URL(request.url).pathname;
-      metrics.requests.inc({ api: apiOf(path), status: String(response.status) });
+      metrics.requests.inc({ api: request.flavour?.name ?? apiOf(path), status: String(response.status) });
       deps.log.debug("request", { method: request.method, path, status: response.status });
       return response;
     }],
@@ -191,24 +208,15 @@ export function createApp(deps: AppDeps): App {
     )
     .all("/worker/*", worker(() => Promise.reject(new ApiError("not_found", "Unknown worker endpoint."))));
 
-  for (const prefix of ["/v1", "/api/openai", "/api/openai/v1"]) {
-    router.post(`${prefix}/chat/completions`, chat(openaiChatFlavour));
-    router.post(`${prefix}/completions`, chat(openaiCompletionsFlavour));
-    router.get(`${prefix}/models`, models);
-    router.get(`${prefix}/models/:id+`, model);
+  for (const route of apiRoutes) {
+    for (const path of route.paths) router[route.method](path, before(route), route.handle);
   }
-  for (const prefix of ["/v1", "/api/anthropic/v1"]) {
-    router.post(`${prefix}/messages`, chat(anthropicFlavour));
-    router.post(`${prefix}/messages/count_tokens`, chat(countTokensFlavour, "count_tokens"));
-  }
-  router.get("/api/anthropic/v1/models", models);
-  router.get("/api/anthropic/v1/models/:id+", model);
   registerOps(router, ctx, authorize);
   registerToolRoutes(router, ctx, authorize, body);
   router.all("*", (request: IRequest) => {
     const path = new URL(request.url).pathname;
     const known =
-      /\/(embeddings|images|audio|files|batches|fine_tuning|moderations|assistants|threads|vector_stores|responses|uploads)(\/|$)/
+      /\/(embeddings|images|audio|files|batches|fine_tuning|moderations|assistants|threads|vector_stores|uploads)(\/|$)/
         .test(path);
     if (known) throw new ApiError("not_implemented", `${request.method} ${path} is not implemented by this router.`);
     throw new ApiError("not_found", `Unknown route: ${request.method} ${path}`);
@@ -220,19 +228,10 @@ export function createApp(deps: AppDeps): App {
   };
 }
 
-/** Anthropic paths, or the shared /v1 paths when the caller speaks Anthropic (its SDK sends anthropic-version). */
-function isAnthropic(request: Request): boolean {
-  const path = new URL(request.url).pathname;
-  if (path.startsWith("/api/anthropic/") || path.startsWith("/v1/messages")) return true;
-  if (path.startsWith("/api/openai/")) return false;
-  return request.headers.has("anthropic-version");
-}
-
+/** The metrics label of a request outside the API routes. */
 function apiOf(path: string): string {
   if (path.startsWith("/worker/")) return "worker";
-  if (path.startsWith("/api/anthropic/") || path.startsWith("/v1/messages")) return "anthropic";
-  if (path.includes("/chat/completions") || path.includes("/completions") || path.includes("/models")) return "openai";
-  if (path.includes("/tools")) return "tools";
+  if (path.includes("/tools") || path.endsWith("/mcp")) return "tools";
   return "other";
 }
 
