@@ -56,7 +56,7 @@ export function parseLark(source: string): LarkGrammar {
   for (const rawLine of source.split("\n")) {
     const line = stripComment(rawLine);
     if (line.trim() === "") continue;
-    if (/^\s+\|/.test(line) || (/^\s/.test(line) && statements.length > 0 && !/^\s*%/.test(line))) {
+    if (/^\s*\|/.test(line) && statements.length > 0) {
       statements[statements.length - 1] += " " + line.trim();
     } else statements.push(line.trim());
   }
