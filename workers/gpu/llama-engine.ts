@@ -28,6 +28,7 @@ import type { ChatJob, LoadedModel, Policy, WorkerInfo, WorkerJob } from "../../
 import type { FinishReason } from "../../src/protocol/events.ts";
 import { ChatPromptRenderer, type PromptSegment } from "./prompt.ts";
 import { FORCED_CALL_CLOSE, FORCED_CALL_OPEN, type OutputConstraint, outputConstraint } from "./grammar.ts";
+import { freeformCallGrammar } from "./lark-to-gbnf.ts";
 import { ModelOutputParser, type OutputEvent, StopSequenceMatcher } from "./tool-call-parser.ts";
 
 export interface LlamaEngineOptions {
@@ -225,7 +226,7 @@ export class LlamaEngine implements Engine {
       });
       return;
     }
-    const grammar = constraint ? await this.grammarFor(constraint) : undefined;
+    const grammar = constraint ? await this.grammarFor(constraint, this.freeformGrammar(request)) : undefined;
     const slot = this.takeSlot(loaded, tokens, request.conversationKey);
     try {
       const sequence = slot.sequence;
@@ -337,19 +338,36 @@ export class LlamaEngine implements Engine {
     return best.slot;
   }
 
-  private grammarFor(constraint: OutputConstraint): Promise<LlamaGrammar> {
+  /** GBNF for a forced call of a custom tool whose input has a grammar (lark-to-gbnf.ts), when it translates. */
+  private freeformGrammar(request: ChatJob["request"]): string | undefined {
+    try {
+      return freeformCallGrammar(request.tools, request.toolChoice);
+    } catch (error) {
+      this.options.log?.(`custom tool grammar not translated (${(error as Error).message}); input checked after`);
+      return undefined;
+    }
+  }
+
+  private grammarFor(constraint: OutputConstraint, gbnf?: string): Promise<LlamaGrammar> {
     const llama = this.llama;
     if (!llama) throw new Error("no model loaded");
-    const key = constraint.kind === "json" ? "json" : JSON.stringify(constraint.schema);
+    const key = gbnf ?? (constraint.kind === "json" ? "json" : JSON.stringify(constraint.schema));
     let grammar = this.grammars.get(key);
     if (!grammar) {
-      grammar = constraint.kind === "json"
-        ? llama.getGrammarFor("json")
-        // Schemas arrive as plain JSON; its schema types only describe literal schemas, so the type is asserted (any schema kind works).
-        : llama.createGrammarForJsonSchema(constraint.schema as unknown as GbnfJsonObjectSchema).catch((error) => {
-          this.options.log?.(`schema not supported by the grammar compiler (${error}); constraining to any JSON`);
-          return llama.getGrammarFor("json");
-        });
+      const schemaGrammar = () =>
+        constraint.kind === "json"
+          ? llama.getGrammarFor("json")
+          // Schemas arrive as plain JSON; its schema types only describe literal schemas, so the type is asserted (any schema kind works).
+          : llama.createGrammarForJsonSchema(constraint.schema as unknown as GbnfJsonObjectSchema).catch((error) => {
+            this.options.log?.(`schema not supported by the grammar compiler (${error}); constraining to any JSON`);
+            return llama.getGrammarFor("json");
+          });
+      grammar = gbnf
+        ? llama.createGrammar({ grammar: gbnf }).catch((error) => {
+          this.options.log?.(`custom tool grammar rejected by llama.cpp (${error}); input checked after`);
+          return schemaGrammar();
+        })
+        : schemaGrammar();
       if (this.grammars.size >= 64) this.grammars.delete(this.grammars.keys().next().value ?? "");
       this.grammars.set(key, grammar);
     }
