@@ -21,12 +21,13 @@ import { ScriptedEngine } from "../helpers/scripted-engine.ts";
 const ROOT = new URL("../../", import.meta.url).pathname;
 const CODEX = join(ROOT, "node_modules/.bin/codex");
 
-async function codexHome(router: RouterTarget): Promise<string> {
+async function codexHome(router: RouterTarget, model = "any", extra: string[] = []): Promise<string> {
   const home = await mkdtemp(join(tmpdir(), "auxot-codex-"));
   await writeFile(
     join(home, "config.toml"),
     [
-      'model = "any"',
+      `model = "${model}"`,
+      ...extra,
       'model_provider = "auxot"',
       "[model_providers.auxot]",
       'name = "auxot"',
@@ -68,9 +69,9 @@ function requestsSince(router: RouterTarget, from: number) {
   return router.logs.slice(from).map((l) => JSON.parse(l)).filter((l) => l.msg === "request");
 }
 
-/** Calls `exec_command` on the first turn; once the tool's result is back, answers with it. */
+/** Calls one tool on the first turn; once the tool's result is back, answers with it. */
 class ToolCallingEngine extends ScriptedEngine {
-  constructor(readonly command: string) {
+  constructor(readonly tool: string, readonly args: Record<string, unknown>) {
     super();
   }
 
@@ -82,15 +83,15 @@ class ToolCallingEngine extends ScriptedEngine {
       const result = last.content.map((p) => (p.type === "text" ? p.text : "")).join("");
       const events: JobEvent[] = [
         { type: "start", model: "scripted" },
-        { type: "text", text: `The command printed: ${result.includes("codex-ran") ? "codex-ran" : "nothing"}` },
+        { type: "text", text: `The tool said: ${result.slice(0, 200)}` },
         { type: "usage", usage: { promptTokens: 10, completionTokens: 5, cachedTokens: 0 } },
         { type: "done", finishReason: "stop" },
       ];
       for (const event of events) sink.emit(event);
       return Promise.resolve();
     }
-    const args = JSON.stringify({ cmd: this.command });
-    const user = { role: "user" as const, content: [{ type: "text" as const, text: `tool exec_command ${args}` }] };
+    const instruction = `tool ${this.tool} ${JSON.stringify(this.args)}`;
+    const user = { role: "user" as const, content: [{ type: "text" as const, text: instruction }] };
     return super.run({ ...job, request: { ...job.request, messages: [...job.request.messages, user] } }, sink, signal);
   }
 }
@@ -136,7 +137,7 @@ Deno.test({
   sanitizeResources: false,
 }, async () => {
   const router = await startDenoRouter();
-  const engine = new ToolCallingEngine("echo codex-ran > marker.txt && cat marker.txt");
+  const engine = new ToolCallingEngine("exec_command", { cmd: "echo codex-ran > marker.txt && cat marker.txt" });
   const worker = startWorker(router, engine, { key: router.keys.admin });
   const home = await codexHome(router);
   try {
@@ -151,13 +152,50 @@ Deno.test({
     const executed = run.lines.find((l) => l.type === "item.completed" && l.item?.type === "command_execution");
     assert.ok(executed, run.stdout.slice(-3000));
     // ... sent its output back as function_call_output, and the model's answer ended the turn.
+    const first = engine.received[0].request;
+    assert.ok(first.tools.some((t) => t.name === "exec_command"));
+    assert.equal(first.conversationKey?.startsWith("h:"), true, "prompt_cache_key is the conversation key");
     const followUp = engine.received.at(-1)!.request;
     const call = followUp.messages.find((m) => m.role === "assistant" && m.toolCalls?.length);
     assert.ok(call?.role === "assistant" && call.toolCalls![0].name === "exec_command");
     const result = followUp.messages.at(-1)!;
     assert.ok(result.role === "tool" && result.toolCallId === call.toolCalls![0].id);
     const message = run.lines.find((l) => l.type === "item.completed" && l.item?.type === "agent_message");
-    assert.equal(message?.item.text, "The command printed: codex-ran");
+    assert.match(message?.item.text, /^The tool said: .*codex-ran/s);
+    for (const r of requestsSince(router, before)) assert.ok(r.status < 400, JSON.stringify(r));
+  } finally {
+    await worker.stop();
+    await router.close();
+    await rm(home, { recursive: true, force: true });
+  }
+});
+
+Deno.test({
+  name: "Codex CLI (gpt-5.5 tool set): the model calls the custom apply_patch tool and Codex applies the patch",
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
+  const router = await startDenoRouter();
+  // Codex's catalog gives "gpt-5.5" its apply_patch as a `custom` tool with a Lark grammar, plus tool_search.
+  const patch = "*** Begin Patch\n*** Add File: hello.txt\n+Hello from a custom tool\n*** End Patch\n";
+  const engine = new ToolCallingEngine("apply_patch", { input: patch });
+  const worker = startWorker(router, engine, { key: router.keys.admin });
+  const home = await codexHome(router, "gpt-5.5");
+  try {
+    const before = router.logs.length;
+    const run = await codexExec(router, home, "Create hello.txt.", ["--dangerously-bypass-approvals-and-sandbox"]);
+    const completed = run.lines.find((l) => l.type === "turn.completed");
+    assert.ok(completed, `no turn.completed; exit ${run.code}\n${run.stdout.slice(-3000)}\n${run.stderr.slice(-2000)}`);
+    const first = engine.received[0].request;
+    const applyPatch = first.tools.find((t) => t.name === "apply_patch");
+    assert.equal(applyPatch?.freeform?.syntax, "lark", "Codex declared apply_patch as a Lark-grammar custom tool");
+    assert.ok(first.tools.some((t) => t.name === "tool_search"), "the client-side tool_search is offered");
+    assert.equal(await readFile(join(home, "hello.txt"), "utf8"), "Hello from a custom tool\n");
+    const followUp = engine.received.at(-1)!.request;
+    const call = followUp.messages.find((m) => m.role === "assistant" && m.toolCalls?.length);
+    assert.ok(call?.role === "assistant");
+    assert.deepEqual(JSON.parse(call.toolCalls![0].arguments), { input: patch });
+    assert.equal(followUp.messages.at(-1)!.role, "tool");
     for (const r of requestsSince(router, before)) assert.ok(r.status < 400, JSON.stringify(r));
   } finally {
     await worker.stop();

@@ -356,3 +356,70 @@ Deno.test("Lark: the grammar subset — ranges, repetition bounds, optionals, ca
   assert.throws(() => parseLark('start: "a"\n%ignore " "'), /unsupported directive/);
   assert.throws(() => parseLark('rule: "a"'), /no 'start' rule/);
 });
+
+Deno.test("Codex's newer shapes: additional_tools items, a client-side tool_search call and its output", () => {
+  const searchTool = {
+    type: "tool_search",
+    execution: "client",
+    description: "Find tools.",
+    parameters: { type: "object", properties: { query: { type: "string" } }, required: ["query"] },
+  };
+  const body = {
+    model: "m",
+    input: [
+      {
+        type: "additional_tools",
+        role: "developer",
+        tools: [{ type: "namespace", name: "functions", description: "", tools: [{ type: "custom", name: "exec" }] }],
+      },
+      { role: "user", content: "find a tool" },
+    ],
+    tools: [searchTool],
+  };
+  const { request } = toResponsesChat(body);
+  assert.deepEqual(request.tools.map((t) => t.name), ["tool_search", "functions__exec"]);
+  assert.deepEqual(request.messages.map((m) => m.role), ["user"]);
+
+  const { events, collect } = render(body, [
+    { type: "tool_call", index: 0, id: "call_s", name: "tool_search" },
+    { type: "tool_args", index: 0, delta: '{"query":' },
+    { type: "tool_args", index: 0, delta: '"calendar"}' },
+    { type: "done", finishReason: "tool_calls" },
+  ]);
+  const item = { id: "tsc_job10000", type: "tool_search_call", call_id: "call_s", execution: "client" };
+  assert.deepEqual(events.slice(2, 4).map(({ sequence_number: _, ...e }) => e), [
+    { type: "response.output_item.added", output_index: 0, item: { ...item, status: "in_progress", arguments: {} } },
+    {
+      type: "response.output_item.done",
+      output_index: 0,
+      item: { ...item, status: "completed", arguments: { query: "calendar" } },
+    },
+  ]);
+  const output = (collect() as { output: unknown[] }).output;
+
+  // The next turn: the call and its output come back; the found tools are offered from then on.
+  const next = toResponsesChat({
+    ...body,
+    input: [
+      ...body.input,
+      ...output,
+      {
+        type: "tool_search_output",
+        call_id: "call_s",
+        execution: "client",
+        status: "completed",
+        tools: [{ type: "function", name: "create_event", description: "Add an event." }, searchTool],
+      },
+    ],
+  }).request;
+  assert.deepEqual(next.tools.map((t) => t.name), ["tool_search", "functions__exec", "create_event"]);
+  const [, assistant, result] = next.messages;
+  assert.ok(assistant.role === "assistant");
+  assert.deepEqual(assistant.toolCalls, [{ id: "call_s", name: "tool_search", arguments: '{"query":"calendar"}' }]);
+  assert.ok(result.role === "tool" && result.toolCallId === "call_s");
+  assert.match(result.content[0].type === "text" ? result.content[0].text : "", /create_event: Add an event\./);
+  assert.throws(
+    () => toResponsesChat({ model: "m", input: "x", tools: [{ ...searchTool, execution: "server" }] }),
+    (e: unknown) => e instanceof ApiError && e.options.param === "tools[0]",
+  );
+});

@@ -227,8 +227,13 @@ export class ResponseBuilder {
 
   #startCall(index: number, callId: string, internalName: string): Event[] {
     const shape = this.echo.tools[internalName];
-    if (shape?.kind === "custom") {
-      this.#calls.set(index, { id: this.#newId("ctc"), callId, internalName, input: "" });
+    if (shape?.kind === "custom" || shape?.kind === "tool_search") {
+      this.#calls.set(index, {
+        id: this.#newId(shape.kind === "custom" ? "ctc" : "tsc"),
+        callId,
+        internalName,
+        input: "",
+      });
       return [];
     }
     const { open, event } = this.#add({
@@ -290,6 +295,24 @@ export class ResponseBuilder {
     return events;
   }
 
+  /** A client-side tool search call: its arguments are a JSON object (not text), sent whole. */
+  #toolSearchCall(call: PendingCustom): Event[] {
+    const args = jsonObject(call.input || "{}");
+    if (!args) {
+      return this.fail({ code: "server_error", message: "The model's tool_search arguments are not a JSON object." });
+    }
+    const { open, event } = this.#add({
+      id: call.id,
+      type: "tool_search_call",
+      status: "in_progress",
+      call_id: call.callId,
+      execution: "client",
+      arguments: {},
+    });
+    Object.assign(open.item, { status: "completed", arguments: args });
+    return [event, { type: "response.output_item.done", output_index: open.outputIndex, item: { ...open.item } }];
+  }
+
   /** Sends the custom tool calls whose input is complete, once checked; an invalid one fails the response. */
   #flushCustom(cutOff = false): Event[] {
     const events: Event[] = [];
@@ -298,6 +321,10 @@ export class ResponseBuilder {
       this.#calls.delete(index);
       if (cutOff || this.status === "failed") continue;
       const shape = this.echo.tools[call.internalName];
+      if (shape?.kind === "tool_search") {
+        events.push(...this.#toolSearchCall(call));
+        continue;
+      }
       const checked = customToolInput(call.input, shape?.grammar);
       if (!checked.ok) {
         events.push(...this.fail({
@@ -326,6 +353,16 @@ export class ResponseBuilder {
       );
     }
     return events;
+  }
+}
+
+/** Arguments that are not one JSON object: the call cannot be run, so the response fails. */
+function jsonObject(text: string): Record<string, unknown> | undefined {
+  try {
+    const value = JSON.parse(text);
+    return value && typeof value === "object" && !Array.isArray(value) ? value : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -55,6 +55,23 @@ export const CustomToolCallOutputItem = z.object({
   output: Output,
 });
 
+export const ToolSearchCallItem = z.object({
+  type: z.literal("tool_search_call"),
+  call_id: z.string().nullish(),
+  arguments: z.unknown(),
+});
+
+export const ToolSearchOutputItem = z.object({
+  type: z.literal("tool_search_output"),
+  call_id: z.string().nullish(),
+  tools: z.array(z.looseObject({ type: z.string() })),
+});
+
+export const AdditionalToolsItem = z.object({
+  type: z.literal("additional_tools"),
+  tools: z.array(z.looseObject({ type: z.string() })),
+});
+
 export const ReasoningItem = z.object({
   type: z.literal("reasoning"),
   id: z.string().nullish(),
@@ -88,6 +105,13 @@ export const NamespaceTool = z.object({
   name: toolName,
   description: z.string().nullish(),
   tools: z.array(z.discriminatedUnion("type", [FunctionTool, CustomTool])),
+});
+
+export const ToolSearchTool = z.object({
+  type: z.literal("tool_search"),
+  execution: z.enum(["server", "client"]).nullish(),
+  description: z.string().nullish(),
+  parameters: z.record(z.string(), z.unknown()).nullish(),
 });
 
 /** Hosted tools that only add to what the model may do (a search): accepted and not offered (README). */

@@ -15,40 +15,31 @@
  */
 import type { z } from "zod";
 import { ApiError } from "../../http/errors.ts";
-import type {
-  ChatMessage,
-  ChatRequest,
-  ContentPart as ChatPart,
-  ToolChoice,
-  ToolDefinition,
-} from "../../protocol/chat.ts";
+import type { ChatMessage, ChatRequest, ContentPart as ChatPart } from "../../protocol/chat.ts";
 import { parseBody } from "../openai/to-chat.ts";
-import { checkGrammar } from "./custom-tools.ts";
 import {
-  AllowedToolsChoice,
+  AdditionalToolsItem,
   type ContentPart,
-  CustomTool,
   CustomToolCallItem,
   CustomToolCallOutputItem,
-  DROPPED_HOSTED_TOOLS,
   FunctionCallItem,
   FunctionCallOutputItem,
-  FunctionTool,
   MessageItem,
-  NamedToolChoice,
-  NamespaceTool,
   ReasoningItem,
   ResponseCreateRequest,
+  ToolSearchCallItem,
+  ToolSearchOutputItem,
 } from "./schema.ts";
+import {
+  type DeclaredTool,
+  describeFoundTools,
+  TOOL_SEARCH,
+  type ToolShape,
+  translateToolChoice,
+  translateTools,
+} from "./tools.ts";
 
-/** How a call to an internal tool is shown to the caller. */
-export interface ToolShape {
-  kind: "function" | "custom";
-  name: string;
-  namespace?: string;
-  /** A custom tool's grammar, against which its input is checked. */
-  grammar?: { syntax: "lark" | "regex"; definition: string };
-}
+export type { ToolShape } from "./tools.ts";
 
 /** What the rendered response needs from the request. */
 export interface ResponsesEcho {
@@ -111,9 +102,13 @@ export function toResponsesChat(raw: unknown, headers?: Headers): { request: Cha
     if (!INCLUDE_HONOURED.has(item)) refuse("include", `'${item}' cannot be included.`);
   }
 
-  const { tools, shapes } = translateTools(body.tools ?? []);
+  const input = body.input ?? [];
+  const { tools, shapes } = translateTools([
+    ...(body.tools ?? []).map((tool, i) => ({ tool, param: `tools[${i}]` })),
+    ...toolsInInput(input),
+  ]);
   const { toolChoice, offered } = translateToolChoice(body.tool_choice, tools, shapes);
-  const messages = translateInput(body.instructions ?? undefined, body.input ?? [], shapes);
+  const messages = translateInput(body.instructions ?? undefined, input, shapes);
   const format = body.text?.format;
   const effort = body.reasoning?.effort;
   const summary = body.reasoning?.summary ?? body.reasoning?.generate_summary;
@@ -184,87 +179,25 @@ function item<T extends z.ZodType>(schema: T, value: unknown, index: number): z.
   }
 }
 
-function translateTools(wire: { type: string }[]): { tools: ToolDefinition[]; shapes: Record<string, ToolShape> } {
-  const tools: ToolDefinition[] = [];
-  const shapes: Record<string, ToolShape> = {};
-  const add = (definition: ToolDefinition, shape: ToolShape) => {
-    if (shapes[definition.name]) {
-      throw new ApiError("invalid_request", `Duplicate tool name '${definition.name}' in 'tools'.`, { param: "tools" });
+/** Tools declared inside the input: `additional_tools` items, and the tools a client-side tool search found. */
+function toolsInInput(input: string | { type?: string }[]): DeclaredTool[] {
+  if (typeof input === "string") return [];
+  return input.flatMap((raw, index): DeclaredTool[] => {
+    if (raw.type === "additional_tools") {
+      return item(AdditionalToolsItem, raw, index).tools.map((tool, i) => ({
+        tool,
+        param: `input[${index}].tools[${i}]`,
+      }));
     }
-    tools.push(definition);
-    shapes[definition.name] = shape;
-  };
-  const one = (tool: z.infer<typeof FunctionTool> | z.infer<typeof CustomTool>, param: string, namespace?: string) => {
-    const name = namespace ? `${namespace}__${tool.name}` : tool.name;
-    const description = tool.description ?? undefined;
-    if (tool.type === "function") {
-      add(
-        { name, description, parameters: tool.parameters ?? { type: "object", properties: {} } },
-        { kind: "function", name: tool.name, namespace },
-      );
-      return;
+    if (raw.type === "tool_search_output") {
+      return item(ToolSearchOutputItem, raw, index).tools.map((tool, i) => ({
+        tool,
+        param: `input[${index}].tools[${i}]`,
+        discovered: true,
+      }));
     }
-    const format = tool.format?.type === "grammar" ? tool.format : undefined;
-    if (format) checkGrammar(format, `${param}.format`);
-    add({
-      name,
-      description,
-      parameters: {
-        type: "object",
-        properties: { input: { type: "string", description: "The tool's whole input, as free-form text." } },
-        required: ["input"],
-      },
-      freeform: format ? { syntax: format.syntax, definition: format.definition } : { syntax: "text" },
-    }, { kind: "custom", name: tool.name, namespace, grammar: format });
-  };
-  wire.forEach((tool, index) => {
-    const at = <T extends z.ZodType>(schema: T) => {
-      try {
-        return parseBody(schema, tool);
-      } catch (error) {
-        if (!(error instanceof ApiError)) throw error;
-        throw new ApiError("invalid_request", `tools[${index}]: ${error.message}`, { param: `tools[${index}]` });
-      }
-    };
-    const param = `tools[${index}]`;
-    if (tool.type === "function") one(at(FunctionTool), param);
-    else if (tool.type === "custom") one(at(CustomTool), param);
-    else if (tool.type === "namespace") {
-      const namespace = at(NamespaceTool);
-      namespace.tools.forEach((inner, i) => one(inner, `${param}.tools[${i}]`, namespace.name));
-    } else if (!DROPPED_HOSTED_TOOLS.has(tool.type)) {
-      refuse(`tools[${index}]`, `hosted tool type '${tool.type}' is not available; declare a function tool instead.`);
-    }
+    return [];
   });
-  return { tools, shapes };
-}
-
-function translateToolChoice(
-  wire: z.infer<typeof ResponseCreateRequest>["tool_choice"],
-  tools: ToolDefinition[],
-  shapes: Record<string, ToolShape>,
-): { toolChoice: ToolChoice; offered: ToolDefinition[] } {
-  if (wire == null) return { toolChoice: "auto", offered: tools };
-  if (typeof wire === "string") return { toolChoice: wire, offered: tools };
-  const at = <T extends z.ZodType>(schema: T) => {
-    const parsed = schema.safeParse(wire);
-    if (parsed.success) return parsed.data as z.infer<T>;
-    throw new ApiError("invalid_request", `Invalid 'tool_choice': ${parsed.error.issues[0].message}`, {
-      param: "tool_choice",
-    });
-  };
-  if (wire.type === "allowed_tools") {
-    const choice = at(AllowedToolsChoice);
-    const allowed = new Set(choice.tools.map((t) => t.name ?? ""));
-    return { toolChoice: choice.mode, offered: tools.filter((t) => allowed.has(shapes[t.name].name)) };
-  }
-  if (wire.type === "function" || wire.type === "custom") {
-    const choice = at(NamedToolChoice);
-    const match = tools.find((t) => shapes[t.name].name === choice.name && shapes[t.name].kind === choice.type);
-    // An unknown name is reported by the router with the server tools in view (src/tools/loop.ts).
-    return { toolChoice: { name: match?.name ?? choice.name }, offered: tools };
-  }
-  return refuse("tool_choice", `hosted tool type '${wire.type}' is not available.`);
 }
 
 function parts(content: string | ContentPart[], param: string): ChatPart[] {
@@ -356,6 +289,24 @@ function translateInput(
         });
         return;
       }
+      case "tool_search_call": {
+        const call = item(ToolSearchCallItem, raw, index);
+        const args = typeof call.arguments === "string" ? call.arguments : JSON.stringify(call.arguments ?? {});
+        (assistant().toolCalls ??= []).push({ id: call.call_id ?? TOOL_SEARCH, name: TOOL_SEARCH, arguments: args });
+        return;
+      }
+      case "tool_search_output": {
+        const result = item(ToolSearchOutputItem, raw, index);
+        open = undefined;
+        messages.push({
+          role: "tool",
+          toolCallId: result.call_id ?? TOOL_SEARCH,
+          content: [{ type: "text", text: describeFoundTools(result.tools) }],
+        });
+        return;
+      }
+      case "additional_tools":
+        return; // its tools were read with the request's own
       case "item_reference":
         return refuse(`input[${index}]`, "item references need stored responses; send the item itself.");
       default:
