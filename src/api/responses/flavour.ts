@@ -6,7 +6,8 @@
 import { ApiError } from "../../http/errors.ts";
 import type { ChatFlavour, RenderOptions } from "../flavour.ts";
 import { openaiApi, openaiToolChoiceError } from "../openai/flavour.ts";
-import { ResponseBuilder, ResponsesStreamEncoder } from "./render.ts";
+import { ResponseBuilder } from "./render.ts";
+import { ResponsesStreamEncoder } from "./stream.ts";
 import { type ResponsesEcho, toResponsesChat } from "./to-chat.ts";
 
 /** The echo of each body `toChatRequest` accepted, so rendering does not parse it twice. */

@@ -23,9 +23,8 @@
  * - Usage: `input_tokens` is the whole prompt with `cached_tokens` of it reused; `reasoning_tokens` is what the
  *   engine counted (0 where it cannot tell).
  */
-import type { ApiError } from "../../http/errors.ts";
 import type { JobEvent, Usage } from "../../protocol/events.ts";
-import type { ResponseMeta, StreamEncoder } from "../flavour.ts";
+import type { ResponseMeta } from "../flavour.ts";
 import { customToolInput } from "./custom-tools.ts";
 import { encodeReasoning, type ResponsesEcho } from "./to-chat.ts";
 
@@ -397,41 +396,4 @@ export function usageBody(usage: Usage | undefined) {
     output_tokens_details: { reasoning_tokens: u.reasoningTokens ?? 0 },
     total_tokens: u.promptTokens + u.completionTokens,
   };
-}
-
-/** The `code` of a failed response for a router error (Codex reacts to the rate-limit and context codes). */
-export function failureCode(error: ApiError): string {
-  if (error.options.code === "context_length_exceeded") return "context_length_exceeded";
-  if (error.kind === "rate_limit") return "rate_limit_exceeded";
-  if (error.kind === "invalid_request") return "invalid_prompt";
-  return "server_error";
-}
-
-/** SSE for the Responses API: each event named, numbered from 0. */
-export class ResponsesStreamEncoder implements StreamEncoder {
-  #sequence = 0;
-  readonly builder: ResponseBuilder;
-
-  constructor(meta: ResponseMeta, echo: ResponsesEcho) {
-    this.builder = new ResponseBuilder(meta, echo);
-  }
-
-  #sse(events: Event[]): string {
-    return events.map((event) => {
-      const numbered = { ...event, sequence_number: this.#sequence++ };
-      return `event: ${event.type}\ndata: ${JSON.stringify(numbered)}\n\n`;
-    }).join("");
-  }
-
-  push(event: JobEvent): string {
-    return this.#sse(this.builder.step(event));
-  }
-
-  fail(error: ApiError): string {
-    return this.#sse(this.builder.fail({ code: failureCode(error), message: error.message }));
-  }
-
-  keepAlive(): string {
-    return ": keep-alive\n\n";
-  }
 }
