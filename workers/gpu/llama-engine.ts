@@ -256,6 +256,8 @@ export class LlamaEngine implements Engine {
       const detokenizer = new StreamingDetokenizer(model);
 
       let completionTokens = 0;
+      /** Tokens that produced reasoning text (OpenAI's `reasoning_tokens`). */
+      let reasoningTokens = 0;
       let generationStart = 0;
       /** Set when the loop stops the model; left undefined when the model ended by itself. */
       let finish: FinishReason | undefined;
@@ -275,7 +277,9 @@ export class LlamaEngine implements Engine {
         }
         completionTokens++;
         const { text, stop } = stops.push(detokenizer.push(token));
-        emitAll(parser.push(text));
+        const produced = parser.push(text);
+        if (produced.some((event) => event.type === "reasoning")) reasoningTokens++;
+        emitAll(produced);
         if (stop !== undefined) {
           // A grammar's own end marker means the constrained value is complete: a plain stop.
           if (request.stop.includes(stop)) [finish, stopSequence] = ["stop_sequence", stop];
@@ -296,7 +300,8 @@ export class LlamaEngine implements Engine {
       finish ??= "stop";
       if (finish === "stop" && parser.toolCallCount > 0) finish = "tool_calls";
       this.recordSpeed(completionTokens, generationStart);
-      sink.emit({ type: "usage", usage: { promptTokens: tokens.length, completionTokens, cachedTokens } });
+      const usage = { promptTokens: tokens.length, completionTokens, cachedTokens };
+      sink.emit({ type: "usage", usage: reasoningTokens > 0 ? { ...usage, reasoningTokens } : usage });
       sink.emit({ type: "done", finishReason: finish, ...(stopSequence !== undefined ? { stopSequence } : {}) });
     } catch (error) {
       // The sequence may hold a half-evaluated batch: start that slot afresh next time.
