@@ -329,7 +329,7 @@ export class ResponseBuilder {
         events.push(...this.fail({
           code: "server_error",
           message: `The model's input for the custom tool '${shape?.name ?? call.internalName}' is not valid: ` +
-            `${checked.reason}. Retrying the request samples a new answer.`,
+            `${checked.reason}. A retry samples a new answer.`,
         }));
         continue;
       }
