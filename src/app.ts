@@ -8,7 +8,7 @@ import { type IRequest, Router, type RouterType } from "itty-router";
 import { anthropicCountTokensFlavour, anthropicFlavour } from "./api/anthropic/flavour.ts";
 import type { ApiFlavour, ChatFlavour } from "./api/flavour.ts";
 import { openaiApi, openaiChatFlavour, openaiCompletionsFlavour } from "./api/openai/flavour.ts";
-import { responsesFlavour, storedResponseRoute } from "./api/responses/flavour.ts";
+import { responsesFlavour, responsesInputTokensFlavour, storedResponseRoute } from "./api/responses/flavour.ts";
 import type { KeyRole } from "./auth/keys.ts";
 import { KeyVerifier } from "./auth/verifier.ts";
 import type { RouterConfig } from "./config.ts";
@@ -141,6 +141,7 @@ export function createApp(deps: AppDeps): App {
     chatRoute(OPENAI, "/chat/completions", openaiChatFlavour),
     chatRoute(OPENAI, "/completions", openaiCompletionsFlavour),
     chatRoute(OPENAI, "/responses", responsesFlavour),
+    chatRoute(OPENAI, "/responses/input_tokens", responsesInputTokensFlavour),
     { ...storedResponseRoute, paths: under(OPENAI, "/responses/:id+"), method: "all" },
     chatRoute(ANTHROPIC, "/messages", anthropicFlavour),
     chatRoute(ANTHROPIC, "/messages/count_tokens", anthropicCountTokensFlavour),

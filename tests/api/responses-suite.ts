@@ -322,6 +322,13 @@ export function responsesSuite(name: string, makeTarget: MakeTarget): void {
         assert.equal(error.param, param);
         assert.match(error.message, /not supported|not accepted|Invalid/);
       }
+      // Counting input tokens: the worker renders the prompt and reports its size.
+      const counted = await client.responses.inputTokens.count({
+        input: "count these words",
+        instructions: "Be brief.",
+      });
+      assert.equal(counted.object, "response.input_tokens");
+      assert.ok(counted.input_tokens > 0);
       const missing = await fetch(`${t.url}/v1/responses/resp_abc`, {
         headers: { authorization: `Bearer ${t.keys.api}` },
       });

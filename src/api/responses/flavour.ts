@@ -41,6 +41,27 @@ export const responsesFlavour: ChatFlavour = {
 };
 
 /**
+ * `POST /v1/responses/input_tokens`: the request's prompt as the worker renders it, counted (`model` may be left
+ * out here; the policy's model counts).
+ */
+export const responsesInputTokensFlavour: ChatFlavour = {
+  ...responsesFlavour,
+  mode: "count_tokens",
+  toChatRequest: (body, headers) => responsesFlavour.toChatRequest(withModel(body), headers),
+  wantsStream: () => false,
+  renderOptions: () => ({ includeUsage: true }),
+  collect: (events) => {
+    const start = events.find((e) => e.type === "start");
+    return { object: "response.input_tokens", input_tokens: start?.type === "start" ? start.promptTokens ?? 0 : 0 };
+  },
+};
+
+function withModel(body: unknown): unknown {
+  if (typeof body !== "object" || body === null || "model" in body) return body;
+  return { ...body, model: "default" };
+}
+
+/**
  * `GET/DELETE /v1/responses/{id}`, `POST /v1/responses/{id}/cancel`, `GET /v1/responses/{id}/input_items`: this
  * router keeps no responses, so there is never one to find.
  */
