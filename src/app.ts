@@ -1,13 +1,16 @@
 /**
  * The router as a platform-neutral fetch handler (itty-router). Runtime entries (src/entry-deno.ts,
  * src/entry-workers.ts) build the configuration and the store and call `createApp`; nothing here touches a
- * runtime global. Handlers return Responses or throw ApiError; one `catch` renders errors in the caller's API
- * flavour (OpenAI, Anthropic, or the worker protocol's shape).
+ * runtime global. The caller-facing APIs are one route table: each route names its API flavour (src/api/), a single
+ * `before` stage puts that flavour on the request and authenticates, and the flavour parses, renders, and shapes
+ * errors and headers. Handlers return Responses or throw ApiError; one `catch` renders errors in the request's
+ * flavour (worker routes keep the worker protocol's shape).
  */
 import { type IRequest, Router, type RouterType } from "itty-router";
 import { anthropicCountTokensFlavour, anthropicFlavour } from "./api/anthropic/flavour.ts";
 import type { ApiFlavour, ChatFlavour } from "./api/flavour.ts";
-import { openaiApi, openaiChatFlavour, openaiCompletionsFlavour } from "./api/openai/flavour.ts";
+import { callerFlavour } from "./api/caller-flavour.ts";
+import { openaiChatFlavour, openaiCompletionsFlavour } from "./api/openai/flavour.ts";
 import { responsesFlavour, responsesInputTokensFlavour, storedResponseRoute } from "./api/responses/flavour.ts";
 import type { KeyRole } from "./auth/keys.ts";
 import { KeyVerifier } from "./auth/verifier.ts";
@@ -65,14 +68,6 @@ interface ApiRoute {
 const OPENAI = ["/v1", "/api/openai", "/api/openai/v1"];
 const ANTHROPIC = ["/v1", "/api/anthropic/v1"];
 const under = (prefixes: string[], path: string) => prefixes.map((prefix) => prefix + path);
-
-/** A request no route claims speaks Anthropic when its path or its SDK's `anthropic-version` header says so. */
-function callerFlavour(request: IRequest): ApiFlavour {
-  const path = new URL(request.url).pathname;
-  if (path.startsWith("/api/anthropic/") || path.startsWith("/v1/messages")) return anthropicFlavour;
-  if (path.startsWith("/api/openai/")) return openaiApi;
-  return request.headers.has("anthropic-version") ? anthropicFlavour : openaiApi;
-}
 
 export function createApp(deps: AppDeps): App {
   const now = deps.now ?? (() => Date.now());
