@@ -100,34 +100,48 @@ Deno.test({
   name: "Codex CLI: codex exec answers through a tiny-model GPU worker",
   sanitizeOps: false,
   sanitizeResources: false,
-}, async () => {
+}, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), "auxot-codex-model-"));
   const modelPath = join(dir, "tiny.gguf");
   // The tiny model ends its turns by itself (eosBias): Codex sets no output limit.
   await writeTinyGguf(modelPath, { eosBias: 2, ctx: 131_072, layers: 1, nEmbd: 32, heads: 2 });
   const router = await startDenoRouter({ AUXOT_CTX_SIZE: "131072", AUXOT_MAX_PARALLEL: "1" });
   const worker = spawnGpuWorker(router, modelPath);
-  const home = await codexHome(router);
   try {
     await eventually(
       async () => (await (await fetch(`${router.url}/health`)).json()).workers.ready === 1,
       60_000,
       "the worker",
     );
-    const before = router.logs.length;
-    const run = await codexExec(router, home, "Say hello.");
-    const completed = run.lines.find((l) => l.type === "turn.completed");
-    assert.ok(completed, `no turn.completed; exit ${run.code}\n${run.stdout.slice(-3000)}\n${run.stderr.slice(-2000)}`);
-    assert.equal(run.code, 0);
-    assert.ok(completed.usage.input_tokens > 1000, "Codex's prompt was counted");
-    const requests = requestsSince(router, before);
-    assert.ok(requests.some((r) => r.method === "POST" && r.path === "/v1/responses"), "Codex reached the router");
-    for (const r of requests) assert.ok(r.status < 400, JSON.stringify(r));
+    // An unknown model name gets Codex's default tool set; "gpt-5.5" its catalog's (custom apply_patch, tool_search).
+    for (const model of ["any", "gpt-5.5"]) {
+      await t.step(`model "${model}"`, async () => {
+        const home = await codexHome(router, model);
+        try {
+          const before = router.logs.length;
+          const run = await codexExec(router, home, "Say hello.");
+          const completed = run.lines.find((l) => l.type === "turn.completed");
+          assert.ok(
+            completed,
+            `no turn.completed; exit ${run.code}\n${run.stdout.slice(-3000)}\n${run.stderr.slice(-2000)}`,
+          );
+          assert.equal(run.code, 0);
+          assert.ok(completed.usage.input_tokens > 1000, "Codex's prompt was counted");
+          const requests = requestsSince(router, before);
+          assert.ok(
+            requests.some((r) => r.method === "POST" && r.path === "/v1/responses"),
+            "Codex reached the router",
+          );
+          for (const r of requests) assert.ok(r.status < 400, JSON.stringify(r));
+        } finally {
+          await rm(home, { recursive: true, force: true });
+        }
+      });
+    }
   } finally {
     await worker.stop();
     await router.close();
     await rm(dir, { recursive: true, force: true });
-    await rm(home, { recursive: true, force: true });
   }
 });
 
