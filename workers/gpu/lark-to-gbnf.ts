@@ -36,6 +36,11 @@ const JSON_ESCAPES: Record<number, string> = {
 };
 const MUST_ESCAPE: Range[] = [[0x00, 0x1f], [0x22, 0x22], [0x5c, 0x5c]];
 
+/** Whether a tool's input has a grammar (a custom tool with Lark or regex syntax). */
+export function hasInputGrammar(tool: ToolDefinition): boolean {
+  return tool.freeform !== undefined && tool.freeform.syntax !== "text" && !!tool.freeform.definition;
+}
+
 /** GBNF for a forced call of a custom tool with a grammar, or undefined when no such call is forced. */
 export function freeformCallGrammar(tools: readonly ToolDefinition[], toolChoice: ToolChoice): string | undefined {
   const forced = typeof toolChoice === "object"
@@ -43,11 +48,19 @@ export function freeformCallGrammar(tools: readonly ToolDefinition[], toolChoice
     : toolChoice === "required" && tools.length === 1
     ? tools[0]
     : undefined;
-  const format = forced?.freeform;
-  if (!forced || !format?.definition || format.syntax === "text") return undefined;
-  const body = format.syntax === "lark" ? larkToGbnf(format.definition) : regexRules(format.definition);
-  const opener = JSON.stringify(`{"name": ${JSON.stringify(forced.name)}, "arguments": {"input": "`);
-  return `root ::= ${opener} l-start "\\"}}"\n${body}`;
+  if (!forced || !hasInputGrammar(forced)) return undefined;
+  return freeformRestGrammar(forced, `{"name": ${JSON.stringify(forced.name)}, "arguments": {"input": "`);
+}
+
+/**
+ * GBNF for the rest of a call of a grammar tool: `prefix` (the call's JSON still to come before the input), the input
+ * in the tool's language, then the closing `"}}`.
+ */
+export function freeformRestGrammar(tool: ToolDefinition, prefix: string): string {
+  const format = tool.freeform!;
+  const body = format.syntax === "lark" ? larkToGbnf(format.definition!) : regexRules(format.definition!);
+  const head = prefix ? `${gbnfLiteral(prefix)} ` : "";
+  return `root ::= ${head}l-start "\\"}}"\n${body}`;
 }
 
 /** The rules of a Lark grammar, its start rule named `l-start`, over JSON-escaped text. */

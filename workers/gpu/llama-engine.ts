@@ -28,6 +28,7 @@ import type { ChatJob, LoadedModel, Policy, WorkerInfo, WorkerJob } from "../../
 import type { FinishReason } from "../../src/protocol/events.ts";
 import { ChatPromptRenderer, type PromptSegment } from "./prompt.ts";
 import { FORCED_CALL_CLOSE, FORCED_CALL_OPEN, type OutputConstraint, outputConstraint } from "./grammar.ts";
+import { FreeformCallSwitch } from "./freeform-switch.ts";
 import { freeformCallGrammar } from "./lark-to-gbnf.ts";
 import { ModelOutputParser, type OutputEvent, StopSequenceMatcher } from "./tool-call-parser.ts";
 
@@ -262,40 +263,59 @@ export class LlamaEngine implements Engine {
       /** Set when the loop stops the model; left undefined when the model ended by itself. */
       let finish: FinishReason | undefined;
       let stopSequence: string | undefined;
-      const evaluation = sequence.evaluate(tokens.slice(cachedTokens), {
+      const sampling = (grammar: LlamaGrammar | undefined) => ({
         temperature,
         ...(request.topK !== undefined ? { topK: request.topK } : {}),
         ...(request.topP !== undefined ? { topP: request.topP } : {}),
         ...(request.seed !== undefined ? { seed: request.seed } : {}),
         ...(grammar ? { grammarEvaluationState: new LlamaGrammarEvaluationState({ model, grammar }) } : {}),
       });
-      for await (const token of evaluation) {
-        if (completionTokens === 0) {
-          generationStart = performance.now();
-          // Hybrid/recurrent models can reuse a prefix only from a checkpoint: take one at the end of the prompt.
-          if (sequence.needsCheckpoints) await sequence.takeCheckpoint();
+      // A call of a custom tool the model chose itself continues under the tool's grammar (freeform-switch.ts).
+      const freeformSwitch = FreeformCallSwitch.for(request.tools, request.toolChoice);
+      let switched = false;
+      let evaluation = sequence.evaluate(tokens.slice(cachedTokens), sampling(grammar));
+      generation: for (;;) {
+        for await (const token of evaluation) {
+          if (completionTokens === 0) {
+            generationStart = performance.now();
+            // Hybrid/recurrent models can reuse a prefix only from a checkpoint: take one at the end of the prompt.
+            if (sequence.needsCheckpoints) await sequence.takeCheckpoint();
+          }
+          completionTokens++;
+          const { text, stop } = stops.push(detokenizer.push(token));
+          const produced = parser.push(text);
+          if (produced.some((event) => event.type === "reasoning")) reasoningTokens++;
+          emitAll(produced);
+          if (stop !== undefined) {
+            // A grammar's own end marker means the constrained value is complete: a plain stop.
+            if (request.stop.includes(stop)) [finish, stopSequence] = ["stop_sequence", stop];
+            else finish = "stop";
+            break generation;
+          }
+          if (signal.aborted) break generation;
+          if (completionTokens >= maxTokens) {
+            finish = "length";
+            emitAll(parser.push(stops.push(detokenizer.flush()).text + stops.flush()));
+            break generation;
+          }
+          const rest = switched ? undefined : freeformSwitch?.observe(text, produced);
+          const restGrammar = rest
+            ? await this.llama!.createGrammar({ grammar: rest }).catch(() => undefined)
+            : undefined;
+          if (restGrammar) {
+            // The sampled token is not evaluated yet: the next evaluation starts with it.
+            switched = true;
+            evaluation = sequence.evaluate([token], sampling(restGrammar));
+            continue generation;
+          }
         }
-        completionTokens++;
-        const { text, stop } = stops.push(detokenizer.push(token));
-        const produced = parser.push(text);
-        if (produced.some((event) => event.type === "reasoning")) reasoningTokens++;
-        emitAll(produced);
-        if (stop !== undefined) {
-          // A grammar's own end marker means the constrained value is complete: a plain stop.
-          if (request.stop.includes(stop)) [finish, stopSequence] = ["stop_sequence", stop];
-          else finish = "stop";
-          break;
-        }
-        if (signal.aborted) break;
-        if (completionTokens >= maxTokens) {
-          finish = "length";
-          emitAll(parser.push(stops.push(detokenizer.flush()).text + stops.flush()));
-          break;
-        }
+        break; // the model ended its answer
       }
       if (signal.aborted) return emitCancelled(sink);
       if (finish === undefined) emitAll(parser.push(stops.push(detokenizer.flush()).text + stops.flush()));
-      if (constraint?.kind === "tool_call" && finish !== "length") emitAll(parser.push(FORCED_CALL_CLOSE));
+      if ((constraint?.kind === "tool_call" || switched) && finish !== "length") {
+        emitAll(parser.push(FORCED_CALL_CLOSE));
+      }
       emitAll(parser.end());
       finish ??= "stop";
       if (finish === "stop" && parser.toolCallCount > 0) finish = "tool_calls";
