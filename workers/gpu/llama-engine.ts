@@ -7,7 +7,9 @@
  * A job: the prompt is rendered with the model's Jinja template (prompt.ts) and tokenized; the free slot whose
  * evaluated tokens share the longest prefix with it is taken and only the rest is evaluated (`cachedTokens`);
  * generated text goes through the stop-sequence matcher and the `<think>`/`<tool_call>` parser (tool-call-parser.ts)
- * into events. A cancelled job (signal aborted) ends with an `error` event of code "cancelled" within a token or
+ * into events. Custom tools with a grammar (Responses API) are written inside it: from the start when the call is
+ * forced (lark-to-gbnf.ts), from the moment the call names the tool when the model picks it (freeform-switch.ts).
+ * A cancelled job (signal aborted) ends with an `error` event of code "cancelled" within a token or
  * two; its slot is freed and keeps its tokens for reuse.
  */
 import {
