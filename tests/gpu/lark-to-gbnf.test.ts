@@ -4,7 +4,8 @@
  * is tested with a real worker in tests/api/responses-gpu.test.ts.
  */
 import assert from "node:assert/strict";
-import { freeformCallGrammar, larkToGbnf, regexToGbnf } from "../../workers/gpu/lark-to-gbnf.ts";
+import { freeformCallGrammar } from "../../workers/gpu/freeform-grammar.ts";
+import { larkToGbnf, regexToGbnf } from "../../workers/gpu/lark-to-gbnf.ts";
 
 Deno.test("Lark rules become GBNF rules; literals and LF are JSON-escaped", () => {
   assert.equal(

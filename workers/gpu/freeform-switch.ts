@@ -9,7 +9,7 @@
  * the answer unconstrained; the router checks the input either way.
  */
 import type { ToolChoice, ToolDefinition } from "../../src/protocol/chat.ts";
-import { freeformRestGrammar, hasInputGrammar } from "./lark-to-gbnf.ts";
+import { freeformRestGrammar, hasInputGrammar } from "./freeform-grammar.ts";
 import type { OutputEvent } from "./tool-call-parser.ts";
 
 const CALL_OPEN = "<tool_call>";

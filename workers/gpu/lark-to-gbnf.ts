@@ -1,6 +1,7 @@
 /**
  * Custom-tool grammars (OpenAI Responses `custom` tools: Lark or a regular expression) as llama.cpp GBNF, so that a
- * forced call to such a tool is generated inside the tool's language. Pure: the engine compiles the text.
+ * call of such a tool is generated inside the tool's language (freeform-grammar.ts builds the call around it).
+ * Pure: the engine compiles the text.
  *
  * The model writes the call as JSON (`{"name": "apply_patch", "arguments": {"input": "..."}}`, the Hermes/Qwen
  * syntax the output parser reads), so the grammar admits the tool's language *as the content of a JSON string*:
@@ -10,10 +11,9 @@
  * Lark's regex terminals match greedily while GBNF is non-deterministic, so the GBNF language can be a little
  * larger than Lark's for odd grammars; the router checks every input with the Lark recognizer anyway
  * (src/api/responses/custom-tools.ts). What cannot be translated (lookarounds, backreferences, `\b`, the `i`
- * flag on a regex) throws, and the engine then generates unconstrained.
+ * flag on a regex) throws, and the engine then generates that input unconstrained.
  */
 import { type LarkNode, parseLark } from "../../src/protocol/lark-grammar.ts";
-import type { ToolChoice, ToolDefinition } from "../../src/protocol/chat.ts";
 
 export class GbnfTranslationError extends Error {}
 
@@ -36,40 +36,14 @@ const JSON_ESCAPES: Record<number, string> = {
 };
 const MUST_ESCAPE: Range[] = [[0x00, 0x1f], [0x22, 0x22], [0x5c, 0x5c]];
 
-/** Whether a tool's input has a grammar (a custom tool with Lark or regex syntax). */
-export function hasInputGrammar(tool: ToolDefinition): boolean {
-  return tool.freeform !== undefined && tool.freeform.syntax !== "text" && !!tool.freeform.definition;
-}
-
-/** GBNF for a forced call of a custom tool with a grammar, or undefined when no such call is forced. */
-export function freeformCallGrammar(tools: readonly ToolDefinition[], toolChoice: ToolChoice): string | undefined {
-  const forced = typeof toolChoice === "object"
-    ? tools.find((tool) => tool.name === toolChoice.name)
-    : toolChoice === "required" && tools.length === 1
-    ? tools[0]
-    : undefined;
-  if (!forced || !hasInputGrammar(forced)) return undefined;
-  return freeformRestGrammar(forced, `{"name": ${JSON.stringify(forced.name)}, "arguments": {"input": "`);
-}
-
-/**
- * GBNF for the rest of a call of a grammar tool: `prefix` (the call's JSON still to come before the input), the input
- * in the tool's language, then the closing `"}}`.
- */
-export function freeformRestGrammar(tool: ToolDefinition, prefix: string): string {
-  const format = tool.freeform!;
-  const body = format.syntax === "lark" ? larkToGbnf(format.definition!) : regexRules(format.definition!);
-  const head = prefix ? `${gbnfLiteral(prefix)} ` : "";
-  return `root ::= ${head}l-start "\\"}}"\n${body}`;
-}
-
 /** The rules of a Lark grammar, its start rule named `l-start`, over JSON-escaped text. */
 export function larkToGbnf(source: string): string {
   const grammar = parseLark(source);
   return [...grammar.rules].map(([name, node]) => `${ruleName(name)} ::= ${nodeToGbnf(node)}`).join("\n") + "\n";
 }
 
-function regexRules(source: string): string {
+/** The rules of a regex-syntax tool grammar, its start rule named `l-start`. */
+export function regexRules(source: string): string {
   return `l-start ::= ${regexToGbnf(source, "")}\n`;
 }
 
@@ -119,7 +93,7 @@ function jsonLiteral(text: string): string {
   return gbnfLiteral(JSON.stringify(text).slice(1, -1));
 }
 
-function gbnfLiteral(text: string): string {
+export function gbnfLiteral(text: string): string {
   let out = '"';
   for (const c of text) {
     const cp = c.codePointAt(0)!;

@@ -31,7 +31,7 @@ import type { FinishReason } from "../../src/protocol/events.ts";
 import { ChatPromptRenderer, type PromptSegment } from "./prompt.ts";
 import { FORCED_CALL_CLOSE, FORCED_CALL_OPEN, type OutputConstraint, outputConstraint } from "./grammar.ts";
 import { FreeformCallSwitch } from "./freeform-switch.ts";
-import { freeformCallGrammar } from "./lark-to-gbnf.ts";
+import { forcedFreeformGrammar } from "./freeform-grammar.ts";
 import { ModelOutputParser, type OutputEvent, StopSequenceMatcher } from "./tool-call-parser.ts";
 
 export interface LlamaEngineOptions {
@@ -229,7 +229,9 @@ export class LlamaEngine implements Engine {
       });
       return;
     }
-    const grammar = constraint ? await this.grammarFor(constraint, this.freeformGrammar(request)) : undefined;
+    const grammar = constraint
+      ? await this.grammarFor(constraint, forcedFreeformGrammar(request, this.options.log))
+      : undefined;
     const slot = this.takeSlot(loaded, tokens, request.conversationKey);
     try {
       const sequence = slot.sequence;
@@ -363,16 +365,6 @@ export class LlamaEngine implements Engine {
     best.slot.busy = true;
     best.slot.lastUsed = ++this.useCounter;
     return best.slot;
-  }
-
-  /** GBNF for a forced call of a custom tool whose input has a grammar (lark-to-gbnf.ts), when it translates. */
-  private freeformGrammar(request: ChatJob["request"]): string | undefined {
-    try {
-      return freeformCallGrammar(request.tools, request.toolChoice);
-    } catch (error) {
-      this.options.log?.(`custom tool grammar not translated (${(error as Error).message}); input checked after`);
-      return undefined;
-    }
   }
 
   private grammarFor(constraint: OutputConstraint, gbnf?: string): Promise<LlamaGrammar> {
