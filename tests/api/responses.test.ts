@@ -423,3 +423,54 @@ Deno.test("Codex's newer shapes: additional_tools items, a client-side tool_sear
     (e: unknown) => e instanceof ApiError && e.options.param === "tools[0]",
   );
 });
+
+Deno.test("malformed bodies are 400s naming a field, never a crash", () => {
+  const valid = {
+    model: "m",
+    instructions: "sys",
+    input: [
+      { role: "user", content: [{ type: "input_text", text: "q" }] },
+      { type: "reasoning", summary: [{ type: "summary_text", text: "r" }], encrypted_content: "auxot.v1.!!" },
+      { type: "function_call", call_id: "c", name: "f", arguments: "{}" },
+      { type: "function_call_output", call_id: "c", output: [{ type: "input_text", text: "o" }] },
+    ],
+    tools: [
+      { type: "function", name: "f", parameters: { type: "object" } },
+      applyPatchTool,
+      { type: "namespace", name: "ns", description: "", tools: [{ type: "function", name: "g" }] },
+    ],
+    tool_choice: { type: "function", name: "f" },
+    text: { format: { type: "json_schema", name: "x", schema: { type: "object" } } },
+    reasoning: { effort: "low", summary: "auto" },
+  };
+  const odd = [null, 0, -1, 1.5, "", "x", true, [], [null], {}, { type: 5 }, { type: "message" }];
+  let random = 7;
+  const next = (n: number) => (random = (random * 1103515245 + 12345) % 2 ** 31) % n;
+  // Every path into the body, replaced in turn by each odd value.
+  const paths: (string | number)[][] = [];
+  const walk = (value: unknown, path: (string | number)[]) => {
+    paths.push(path);
+    if (value && typeof value === "object") {
+      for (const [key, inner] of Object.entries(value)) walk(inner, [...path, Array.isArray(value) ? +key : key]);
+    }
+  };
+  walk(valid, []);
+  let refused = 0;
+  for (const path of paths.slice(1)) {
+    for (let i = 0; i < 4; i++) {
+      const body = structuredClone(valid) as Record<string | number, unknown>;
+      let target = body;
+      for (const key of path.slice(0, -1)) target = target[key] as Record<string | number, unknown>;
+      target[path.at(-1)!] = odd[next(odd.length)];
+      try {
+        toResponsesChat(body);
+      } catch (error) {
+        assert.ok(error instanceof ApiError, `${path.join(".")}: ${error}`);
+        assert.equal(error.status, 400);
+        assert.ok(error.message.length > 0);
+        refused++;
+      }
+    }
+  }
+  assert.ok(refused > paths.length, "most mutations are refused");
+});
