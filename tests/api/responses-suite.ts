@@ -304,7 +304,7 @@ export function responsesSuite(name: string, makeTarget: MakeTarget): void {
   );
 
   test(
-    "stateless: previous_response_id, store: true and unknown items are 400s naming the field",
+    "stateless: previous_response_id, store: true and unknown items are 400s; input_tokens counts",
     async (t, client) => {
       const cases: [string, Record<string, unknown>][] = [
         ["previous_response_id", { previous_response_id: "resp_123" }],
