@@ -202,6 +202,16 @@ Deno.test("custom tool calls: held until complete, checked, sent whole; invalid 
   assert.match(last.response.error.message, /apply_patch.*not valid/);
   assert.ok(!invalid.events.some((e) => e.item?.type === "custom_tool_call"));
   assert.throws(() => invalid.collect(), (e: unknown) => e instanceof ApiError && e.status === 500);
+  // Output after the invalid call (text, more calls) is not sent: response.failed is the last event.
+  const after = render(body, [
+    { type: "tool_call", index: 0, id: "call_9", name: "apply_patch" },
+    { type: "tool_args", index: 0, delta: JSON.stringify({ input: "nonsense" }) },
+    { type: "text", text: "more" },
+    { type: "tool_call", index: 1, id: "call_10", name: "apply_patch" },
+    { type: "done", finishReason: "tool_calls" },
+  ]);
+  assert.deepEqual(after.events.map((e) => e.type), ["response.created", "response.in_progress", "response.failed"]);
+  assert.deepEqual(after.events.map((e) => e.sequence_number), [0, 1, 2]);
 
   // Cut off by the output limit: the unfinished call is left out of the incomplete response.
   const cut = render(body, [

@@ -88,9 +88,16 @@ export class ResponseBuilder {
     };
   }
 
-  /** The stream events for one job event. */
+  /** The stream events for one job event (none once the response has ended: nothing follows its last event). */
   step(event: JobEvent): Event[] {
     const events = this.#begin();
+    if (this.status !== "in_progress") return events;
+    this.#step(event, events);
+    const failed = events.findIndex((e) => e.type === "response.failed");
+    return failed >= 0 ? events.slice(0, failed + 1) : events;
+  }
+
+  #step(event: JobEvent, events: Event[]): void {
     switch (event.type) {
       case "start":
         break;
@@ -134,7 +141,6 @@ export class ResponseBuilder {
       case "error":
         break;
     }
-    return events;
   }
 
   /** The events that end a response that failed after it started. */
