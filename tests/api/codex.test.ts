@@ -217,3 +217,27 @@ Deno.test({
     await rm(home, { recursive: true, force: true });
   }
 });
+
+Deno.test({
+  name: "Codex CLI (gpt-5.5 tool set): an apply_patch input outside the grammar never reaches Codex as a call",
+  sanitizeOps: false,
+  sanitizeResources: false,
+}, async () => {
+  const router = await startDenoRouter();
+  // Not a patch: no "*** End Patch", a line without a prefix.
+  const engine = new ToolCallingEngine("apply_patch", { input: "*** Begin Patch\n*** Add File: evil.txt\nrm -rf\n" });
+  const worker = startWorker(router, engine, { key: router.keys.admin });
+  const home = await codexHome(router, "gpt-5.5");
+  try {
+    const run = await codexExec(router, home, "Create a file.", ["--dangerously-bypass-approvals-and-sandbox"]);
+    assert.ok(!run.lines.some((l) => l.type === "turn.completed"), run.stdout.slice(-2000));
+    const failed = run.lines.find((l) => l.type === "turn.failed");
+    assert.match(failed?.error?.message ?? "", /custom tool 'apply_patch' is not valid/, run.stdout.slice(-2000));
+    assert.ok(!run.lines.some((l) => l.item?.type === "file_change"), "Codex applied nothing");
+    await assert.rejects(readFile(join(home, "evil.txt")));
+  } finally {
+    await worker.stop();
+    await router.close();
+    await rm(home, { recursive: true, force: true });
+  }
+});
