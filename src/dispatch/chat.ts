@@ -4,7 +4,7 @@
  * as they arrive — as SSE or gathered into one body. A caller that leaves cancels its job; a job past its
  * deadline is cancelled and reported as an explicit error, never as a normal-looking end.
  */
-import type { ChatFlavour, ResponseMeta } from "../api/flavour.ts";
+import type { ChatFlavour, RenderOptions, ResponseMeta } from "../api/flavour.ts";
 import type { JobTiming } from "../ops/job-log.ts";
 import { ApiError } from "../http/errors.ts";
 import type { ChatRequest } from "../protocol/chat.ts";
@@ -39,7 +39,7 @@ export interface ChatDispatch {
   flavour: ChatFlavour;
   request: ChatRequest;
   stream: boolean;
-  includeUsage: boolean;
+  render: RenderOptions;
   mode?: "generate" | "count_tokens";
   /** The caller's connection: aborts when it goes away. */
   signal: AbortSignal;
@@ -98,10 +98,10 @@ export async function dispatchChat(ctx: RouterContext, d: ChatDispatch): Promise
       while (!job.finished) events.push(...await job.next(d.signal, false));
       const error = events.find((e) => e.type === "error");
       if (error) throw errorFromEvent(error);
-      return json(d.flavour.collect(events, meta, d.request), requestIdHeaders(d.flavour, id));
+      return json(d.flavour.collect(events, meta, d.request, d.render), d.flavour.responseHeaders(id));
     }
     d.signal.removeEventListener("abort", onAbort);
-    return sse(streamBody(ctx, job, d, meta, first), requestIdHeaders(d.flavour, id));
+    return sse(streamBody(ctx, job, d, meta, first), d.flavour.responseHeaders(id));
   } catch (err) {
     d.signal.removeEventListener("abort", onAbort);
     if (!job.finished) await job.cancel(d.signal.aborted ? "caller_left" : "timeout");
@@ -116,7 +116,7 @@ function streamBody(
   meta: ResponseMeta,
   first: JobEvent[],
 ): ReadableStream<Uint8Array> {
-  const encoder = d.flavour.encoder(meta, d.request, { includeUsage: d.includeUsage });
+  const encoder = d.flavour.encoder(meta, d.request, d.render);
   const bytes = new TextEncoder();
   const aborter = new AbortController();
   let pending: JobEvent[] | undefined = first;
@@ -247,11 +247,6 @@ export function errorFromEvent(event: Extract<JobEvent, { type: "error" }>): Api
 
 export function json(body: unknown, headers: Record<string, string> = {}, status = 200): Response {
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
-}
-
-/** The job id as request id: `x-request-id` for OpenAI callers, `request-id` (req_…) for Anthropic's SDK. */
-function requestIdHeaders(flavour: ChatFlavour, id: string): Record<string, string> {
-  return flavour.name === "anthropic" ? { "request-id": `req_${id}`, "x-request-id": id } : { "x-request-id": id };
 }
 
 function sse(body: ReadableStream<Uint8Array>, headers: Record<string, string>): Response {

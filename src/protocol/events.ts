@@ -13,6 +13,8 @@ export const Usage = z.object({
   completionTokens: z.number().int().nonnegative(),
   cachedTokens: z.number().int().nonnegative().default(0),
   cacheCreationTokens: z.number().int().nonnegative().optional(),
+  /** Of `completionTokens`, those spent on reasoning (where the engine tells them apart). */
+  reasoningTokens: z.number().int().nonnegative().optional(),
   costUsd: z.number().nonnegative().optional(),
 });
 export type Usage = z.infer<typeof Usage>;

@@ -81,22 +81,14 @@ async function offeredTools(ctx: RouterContext, request: ChatRequest): Promise<T
  */
 function checkToolChoice(d: ChatDispatch, offered: ToolDefinition[]): void {
   const choice = d.request.toolChoice;
-  const anthropic = d.flavour.name === "anthropic";
   const tools = [...d.request.tools, ...offered];
-  if (choice === "required" && !anthropic && tools.length === 0 && d.request.prompt === undefined) {
-    throw new ApiError("invalid_request", "tool_choice 'required' needs at least one tool in 'tools'.", {
-      param: "tool_choice",
-    });
+  let error: ApiError | undefined;
+  if (choice === "required" && tools.length === 0 && d.request.prompt === undefined) {
+    error = d.flavour.toolChoiceError("required", choice);
+  } else if (typeof choice === "object" && !tools.some((t) => t.name === choice.name)) {
+    error = d.flavour.toolChoiceError("unknown", choice);
   }
-  if (typeof choice !== "object") return;
-  if (tools.some((t) => t.name === choice.name)) return;
-  throw new ApiError(
-    "invalid_request",
-    anthropic
-      ? `tool_choice.name: no tool named '${choice.name}' in tools`
-      : `tool_choice names '${choice.name}', which is not in 'tools'.`,
-    { param: anthropic ? "tool_choice.name" : "tool_choice" },
-  );
+  if (error) throw error;
 }
 
 interface RoundCall {

@@ -7,7 +7,9 @@
  * A job: the prompt is rendered with the model's Jinja template (prompt.ts) and tokenized; the free slot whose
  * evaluated tokens share the longest prefix with it is taken and only the rest is evaluated (`cachedTokens`);
  * generated text goes through the stop-sequence matcher and the `<think>`/`<tool_call>` parser (tool-call-parser.ts)
- * into events. A cancelled job (signal aborted) ends with an `error` event of code "cancelled" within a token or
+ * into events. Custom tools with a grammar (Responses API) are written inside it: from the start when the call is
+ * forced (lark-to-gbnf.ts), from the moment the call names the tool when the model picks it (freeform-switch.ts).
+ * A cancelled job (signal aborted) ends with an `error` event of code "cancelled" within a token or
  * two; its slot is freed and keeps its tokens for reuse.
  */
 import {
@@ -28,6 +30,8 @@ import type { ChatJob, LoadedModel, Policy, WorkerInfo, WorkerJob } from "../../
 import type { FinishReason } from "../../src/protocol/events.ts";
 import { ChatPromptRenderer, type PromptSegment } from "./prompt.ts";
 import { FORCED_CALL_CLOSE, FORCED_CALL_OPEN, type OutputConstraint, outputConstraint } from "./grammar.ts";
+import { FreeformCallSwitch } from "./freeform-switch.ts";
+import { forcedFreeformGrammar } from "./freeform-grammar.ts";
 import { ModelOutputParser, type OutputEvent, StopSequenceMatcher } from "./tool-call-parser.ts";
 
 export interface LlamaEngineOptions {
@@ -226,7 +230,9 @@ export class LlamaEngine implements Engine {
       });
       return;
     }
-    const grammar = constraint ? await this.grammarFor(constraint) : undefined;
+    const grammar = constraint
+      ? await this.grammarFor(constraint, forcedFreeformGrammar(request, this.options.log))
+      : undefined;
     const slot = this.takeSlot(loaded, tokens, request.conversationKey);
     try {
       const sequence = slot.sequence;
@@ -259,47 +265,71 @@ export class LlamaEngine implements Engine {
       const detokenizer = new StreamingDetokenizer(model);
 
       let completionTokens = 0;
+      /** Tokens that produced reasoning text (OpenAI's `reasoning_tokens`). */
+      let reasoningTokens = 0;
       let generationStart = 0;
       /** Set when the loop stops the model; left undefined when the model ended by itself. */
       let finish: FinishReason | undefined;
       let stopSequence: string | undefined;
-      const evaluation = sequence.evaluate(tokens.slice(cachedTokens), {
+      const sampling = (grammar: LlamaGrammar | undefined) => ({
         temperature,
         ...(request.topK !== undefined ? { topK: request.topK } : {}),
         ...(request.topP !== undefined ? { topP: request.topP } : {}),
         ...(request.seed !== undefined ? { seed: request.seed } : {}),
         ...(grammar ? { grammarEvaluationState: new LlamaGrammarEvaluationState({ model, grammar }) } : {}),
       });
-      for await (const token of evaluation) {
-        if (completionTokens === 0) {
-          generationStart = performance.now();
-          // Hybrid/recurrent models can reuse a prefix only from a checkpoint: take one at the end of the prompt.
-          if (sequence.needsCheckpoints) await sequence.takeCheckpoint();
+      // A call of a custom tool the model chose itself continues under the tool's grammar (freeform-switch.ts).
+      const freeformSwitch = FreeformCallSwitch.for(request.tools, request.toolChoice);
+      let switched = false;
+      let evaluation = sequence.evaluate(tokens.slice(cachedTokens), sampling(grammar));
+      generation: for (;;) {
+        for await (const token of evaluation) {
+          if (completionTokens === 0) {
+            generationStart = performance.now();
+            // Hybrid/recurrent models can reuse a prefix only from a checkpoint: take one at the end of the prompt.
+            if (sequence.needsCheckpoints) await sequence.takeCheckpoint();
+          }
+          completionTokens++;
+          const { text, stop } = stops.push(detokenizer.push(token));
+          const produced = parser.push(text);
+          if (produced.some((event) => event.type === "reasoning")) reasoningTokens++;
+          emitAll(produced);
+          if (stop !== undefined) {
+            // A grammar's own end marker means the constrained value is complete: a plain stop.
+            if (request.stop.includes(stop)) [finish, stopSequence] = ["stop_sequence", stop];
+            else finish = "stop";
+            break generation;
+          }
+          if (signal.aborted) break generation;
+          if (completionTokens >= maxTokens) {
+            finish = "length";
+            emitAll(parser.push(stops.push(detokenizer.flush()).text + stops.flush()));
+            break generation;
+          }
+          const rest = switched ? undefined : freeformSwitch?.observe(text, produced);
+          const restGrammar = rest
+            ? await this.llama!.createGrammar({ grammar: rest }).catch(() => undefined)
+            : undefined;
+          if (restGrammar) {
+            // The sampled token is not evaluated yet: the next evaluation starts with it.
+            switched = true;
+            evaluation = sequence.evaluate([token], sampling(restGrammar));
+            continue generation;
+          }
         }
-        completionTokens++;
-        const { text, stop } = stops.push(detokenizer.push(token));
-        emitAll(parser.push(text));
-        if (stop !== undefined) {
-          // A grammar's own end marker means the constrained value is complete: a plain stop.
-          if (request.stop.includes(stop)) [finish, stopSequence] = ["stop_sequence", stop];
-          else finish = "stop";
-          break;
-        }
-        if (signal.aborted) break;
-        if (completionTokens >= maxTokens) {
-          finish = "length";
-          emitAll(parser.push(stops.push(detokenizer.flush()).text + stops.flush()));
-          break;
-        }
+        break; // the model ended its answer
       }
       if (signal.aborted) return emitCancelled(sink);
       if (finish === undefined) emitAll(parser.push(stops.push(detokenizer.flush()).text + stops.flush()));
-      if (constraint?.kind === "tool_call" && finish !== "length") emitAll(parser.push(FORCED_CALL_CLOSE));
+      if ((constraint?.kind === "tool_call" || switched) && finish !== "length") {
+        emitAll(parser.push(FORCED_CALL_CLOSE));
+      }
       emitAll(parser.end());
       finish ??= "stop";
       if (finish === "stop" && parser.toolCallCount > 0) finish = "tool_calls";
       this.recordSpeed(completionTokens, generationStart);
-      sink.emit({ type: "usage", usage: { promptTokens: tokens.length, completionTokens, cachedTokens } });
+      const usage = { promptTokens: tokens.length, completionTokens, cachedTokens };
+      sink.emit({ type: "usage", usage: reasoningTokens > 0 ? { ...usage, reasoningTokens } : usage });
       sink.emit({
         type: "done",
         finishReason: finish,
@@ -346,19 +376,26 @@ export class LlamaEngine implements Engine {
     return best.slot;
   }
 
-  private grammarFor(constraint: OutputConstraint): Promise<LlamaGrammar> {
+  private grammarFor(constraint: OutputConstraint, gbnf?: string): Promise<LlamaGrammar> {
     const llama = this.llama;
     if (!llama) throw new Error("no model loaded");
-    const key = constraint.kind === "json" ? "json" : JSON.stringify(constraint.schema);
+    const key = gbnf ?? (constraint.kind === "json" ? "json" : JSON.stringify(constraint.schema));
     let grammar = this.grammars.get(key);
     if (!grammar) {
-      grammar = constraint.kind === "json"
-        ? llama.getGrammarFor("json")
-        // Schemas arrive as plain JSON; its schema types only describe literal schemas, so the type is asserted (any schema kind works).
-        : llama.createGrammarForJsonSchema(constraint.schema as unknown as GbnfJsonObjectSchema).catch((error) => {
-          this.options.log?.(`schema not supported by the grammar compiler (${error}); constraining to any JSON`);
-          return llama.getGrammarFor("json");
-        });
+      const schemaGrammar = () =>
+        constraint.kind === "json"
+          ? llama.getGrammarFor("json")
+          // Schemas arrive as plain JSON; its schema types only describe literal schemas, so the type is asserted (any schema kind works).
+          : llama.createGrammarForJsonSchema(constraint.schema as unknown as GbnfJsonObjectSchema).catch((error) => {
+            this.options.log?.(`schema not supported by the grammar compiler (${error}); constraining to any JSON`);
+            return llama.getGrammarFor("json");
+          });
+      grammar = gbnf
+        ? llama.createGrammar({ grammar: gbnf }).catch((error) => {
+          this.options.log?.(`custom tool grammar rejected by llama.cpp (${error}); input checked after`);
+          return schemaGrammar();
+        })
+        : schemaGrammar();
       if (this.grammars.size >= 64) this.grammars.delete(this.grammars.keys().next().value ?? "");
       this.grammars.set(key, grammar);
     }

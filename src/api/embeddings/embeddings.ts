@@ -154,14 +154,8 @@ export function encodeFloat32(values: ArrayLike<number>): string {
   return btoa(binary);
 }
 
-/** Registers the OpenAI-flavoured embeddings route under a prefix (`/v1`, `/api/openai`, `/api/openai/v1`). */
-export function embeddingsHandler(
-  ctx: RouterContext,
-  authorize: (request: IRequest, call: { client: string }, roles: ["api"]) => Promise<unknown>,
-  body: (request: IRequest) => Promise<unknown>,
-) {
-  return async (request: IRequest, call: { client: string }) => {
-    await authorize(request, call, ["api"]);
-    return await handleEmbeddings(ctx, await body(request), request.signal);
-  };
+/** The handler of `POST …/embeddings` (OpenAI-flavoured) in the route table. */
+export function embeddingsHandler(ctx: RouterContext, body: (request: IRequest) => Promise<unknown>) {
+  // The route table's `before` stage has authenticated the caller already.
+  return async (request: IRequest) => await handleEmbeddings(ctx, await body(request), request.signal);
 }
