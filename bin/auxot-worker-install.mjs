@@ -55,6 +55,8 @@ if (result.error) {
   process.exit(1);
 }
 if (result.status === 0) {
-  console.error(`Installed. Start the worker: deno task worker:gpu --gpu-key adm_... --router-url https://your-router`);
+  console.error(
+    `Installed. Start the worker: deno task worker:gpu --gpu-key-file ~/.auxot/worker.key --router-url https://your-router (the key in a 0600 file)`,
+  );
 }
 process.exit(result.status ?? 1);

@@ -149,25 +149,37 @@ export async function runSetup(options: SetupOptions, env: Record<string, string
 
   const admin = keys.find((k) => k.role === "admin")?.key;
   const tools = keys.find((k) => k.role === "tools")?.key;
+  // Keys never go on a command line (ps and shell history show those): the worker reads its key from a file that
+  // only its owner can read, filled by pasting the key into `cat` (so it is in no history either).
+  const keyFileSteps = (file: string, what: string) => [
+    `  mkdir -p ~/.auxot && (umask 077; cat > ${file})   # paste the ${what}, then Enter and Ctrl-D`,
+  ];
   out.push("");
   if (options.cli && admin) {
     out.push(
       "CLI mode: the router's policy says engine \"cli\", one slot per worker, the CLI's own tools off",
       "(enable some with AUXOT_CLI_TOOLS=Read,Grep on the router). Start a CLI worker on a machine where `claude` is logged in:",
       "",
-      `  deno task worker:cli --gpu-key ${admin} --router-url ${options.routerUrl}`,
+      ...keyFileSteps("~/.auxot/worker.key", "worker key (adm_…)"),
+      `  deno task worker:cli --gpu-key-file ~/.auxot/worker.key --router-url ${options.routerUrl}`,
       "",
       "Read docs/cli-workers.md first: serving a Claude subscription through an API may breach its terms of service.",
     );
   } else if (admin) {
-    out.push("Start a GPU worker:", "", `  deno task worker:gpu --gpu-key ${admin} --router-url ${options.routerUrl}`);
+    out.push(
+      "Start a GPU worker:",
+      "",
+      ...keyFileSteps("~/.auxot/worker.key", "worker key (adm_…)"),
+      `  deno task worker:gpu --gpu-key-file ~/.auxot/worker.key --router-url ${options.routerUrl}`,
+    );
   }
   if (tools) {
     out.push(
       "",
       "Start a tools worker:",
       "",
-      `  deno task worker:tools --tools-key ${tools} --router-url ${options.routerUrl}`,
+      ...keyFileSteps("~/.auxot/tools.key", "tools key (tls_…)"),
+      `  deno task worker:tools --tools-key-file ~/.auxot/tools.key --router-url ${options.routerUrl}`,
     );
   }
   return out.join("\n") + "\n";

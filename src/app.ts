@@ -15,12 +15,14 @@ import { openaiApi, openaiChatFlavour, openaiCompletionsFlavour } from "./api/op
 import { responsesFlavour, responsesInputTokensFlavour, storedResponseRoute } from "./api/responses/flavour.ts";
 import type { KeyRole } from "./auth/keys.ts";
 import { KeyVerifier } from "./auth/verifier.ts";
+import { clientAddress } from "./auth/client-address.ts";
 import type { RouterConfig } from "./config.ts";
 import { dispatchChat, json } from "./dispatch/chat.ts";
 import { createReaper, type RouterContext } from "./dispatch/context.ts";
 import { conversationKeyOf } from "./dispatch/conversation.ts";
 import { handleEvents, handlePoll, workerErrorResponse, WorkerProtocolError } from "./dispatch/worker-routes.ts";
 import { fleetHealth } from "./dispatch/health.ts";
+import { WORKER_BOUNDS } from "./dispatch/worker-bounds.ts";
 import { ApiError, toApiError } from "./http/errors.ts";
 import { readJsonBody } from "./http/body.ts";
 import type { Logger } from "./log.ts";
@@ -82,7 +84,12 @@ export function createApp(deps: AppDeps): App {
     now,
     metrics,
     background,
-    auth: new KeyVerifier({ hashes: deps.config.keyHashes, store: deps.store, now }),
+    auth: new KeyVerifier({
+      hashes: deps.config.keyHashes,
+      store: deps.store,
+      now,
+      onArgon2: () => metrics.argon2.inc(),
+    }),
     // Sweeping is free in memory; on a shared store each sweep is a billed command, and leases last 30 s.
     reapSoon: createReaper(
       deps.store,
@@ -96,7 +103,8 @@ export function createApp(deps: AppDeps): App {
 
   const authorize = async (request: IRequest, call: CallInfo, roles: KeyRole[]) => {
     try {
-      return await ctx.auth.authenticate(KeyVerifier.presentedKey(request), roles, call.client);
+      const client = clientAddress(request.headers, call.client, deps.config.trustedProxy);
+      return await ctx.auth.authenticate(KeyVerifier.presentedKey(request), roles, client);
     } catch (err) {
       if (err instanceof ApiError) {
         metrics.authFailures.inc({ reason: err.kind === "rate_limit" ? "throttled" : "rejected" });
@@ -211,7 +219,14 @@ export function createApp(deps: AppDeps): App {
     )
     .post(
       "/worker/v1/jobs/:id/events",
-      worker(async (request) => await handleEvents(ctx, request.params.id, await body(request))),
+      worker(async (request, role) =>
+        await handleEvents(
+          ctx,
+          request.params.id,
+          await readJsonBody(request, Math.min(deps.config.maxBodyBytes, WORKER_BOUNDS.maxEventsPostBytes)),
+          role,
+        )
+      ),
     )
     .all("/worker/*", worker(() => Promise.reject(new ApiError("not_found", "Unknown worker endpoint."))));
 

@@ -4,6 +4,7 @@
  * and reported at start-up naming the variable; nothing falls back silently.
  */
 import { type Argon2Phc, type KeyRole, parsePhc } from "./auth/keys.ts";
+import { parseTrustedProxy, type TrustedProxy } from "./auth/client-address.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
 import type { Policy } from "./protocol/worker-protocol.ts";
@@ -34,6 +35,8 @@ export interface RouterConfig {
   logLevel: LogLevel;
   /** Allows /metrics without the admin key (for a scraper on a private network). */
   metricsPublic: boolean;
+  /** Which proxy's client-address header to believe for per-client throttling (AUXOT_TRUSTED_PROXY). */
+  trustedProxy: TrustedProxy;
 }
 
 export class ConfigError extends Error {
@@ -58,7 +61,9 @@ export const DEFAULTS = {
   AUXOT_ENGINE: "llama",
 } as const;
 
-const TOOL_CREDENTIAL = /^AUXOT_TOOLS_([A-Z0-9_]+?)__([A-Z0-9_]+)$/;
+// Greedy: the tool name runs to the LAST "__", so AUXOT_TOOLS_MCP__GITHUB__TOKEN is credential TOKEN of tool
+// "mcp__github", never credential GITHUB__TOKEN of a tool named "mcp". Credential names have no "__".
+const TOOL_CREDENTIAL = /^AUXOT_TOOLS_([A-Z0-9_]+)__([A-Z0-9]+(?:_[A-Z0-9]+)*)$/;
 
 export function loadConfig(env: Env): RouterConfig {
   const problems: string[] = [];
@@ -170,6 +175,7 @@ export function loadConfig(env: Env): RouterConfig {
     (toolCredentials[match[1].toLowerCase()] ??= {})[match[2]] = value;
   }
 
+  const trustedProxy = parseTrustedProxy(get("AUXOT_TRUSTED_PROXY"), problems);
   const metricsPublic = get("AUXOT_METRICS_PUBLIC");
   if (metricsPublic && metricsPublic !== "true" && metricsPublic !== "false") {
     problems.push(`AUXOT_METRICS_PUBLIC=${JSON.stringify(metricsPublic)} must be "true" or "false".`);
@@ -209,6 +215,7 @@ export function loadConfig(env: Env): RouterConfig {
     maxBodyBytes,
     logLevel,
     metricsPublic: metricsPublic === "true",
+    trustedProxy,
   };
 }
 

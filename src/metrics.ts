@@ -137,6 +137,11 @@ export class Metrics {
     this.#count,
   );
   readonly authFailures = new Counter("auxot_auth_failures_total", "Rejected authentications by reason", this.#count);
+  readonly argon2 = new Counter(
+    "auxot_auth_argon2_total",
+    "Argon2id key verifications run (only until a role's one key has been verified)",
+    this.#count,
+  );
   readonly tokens = new Counter("auxot_tokens_total", "Tokens by kind (prompt, completion, cached)", this.#count);
   readonly toolCalls = new Counter("auxot_tool_calls_total", "Server-side tool calls by tool and outcome", this.#count);
   readonly ttft = new Histogram(
@@ -158,7 +163,7 @@ export class Metrics {
   readonly jobLog = new JobLog();
 
   get counters(): Counter[] {
-    return [this.requests, this.jobs, this.authFailures, this.tokens, this.toolCalls];
+    return [this.requests, this.jobs, this.authFailures, this.argon2, this.tokens, this.toolCalls];
   }
   get histograms(): Histogram[] {
     return [this.ttft, this.queueWait, this.outputSpeed];

@@ -56,8 +56,8 @@ export const WorkerInfo = z.object({
   slots: z.number().int().min(0).max(1024),
   free: z.number().int().min(0).max(1024),
   loaded: LoadedModel.optional(),
-  /** Tools workers: the tools this worker can run. */
-  tools: z.array(ToolDefinition).max(512).optional(),
+  /** Tools workers: the tools this worker can run (at most 64, 256 KiB of JSON in all: 413 beyond). */
+  tools: z.array(ToolDefinition).max(64).optional(),
   hardware: z.object({
     backend: z.string().max(40).optional(),
     gpu: z.string().max(200).optional(),
@@ -76,6 +76,8 @@ export const PollRequest = z.object({
   worker: WorkerInfo,
   /** Jobs the worker is still running: their leases are extended by this poll. */
   activeJobs: z.array(z.string().max(80)).max(1024).default([]),
+  /** The lease token of each active job (job id → `leaseToken`): a job without its token is not extended. */
+  leases: z.record(z.string().max(80), z.string().max(200)).optional(),
   /** How long the router may hold the poll open (it caps this at its own limit, ~25 s). */
   waitMs: z.number().int().min(0).max(60_000).optional(),
 });
@@ -90,6 +92,9 @@ const ModelFiles = z.array(z.object({
   shards: z.number().int().positive().optional(),
   /** Vision projector file in the same repo, when the model has one. */
   mmproj: z.string().optional(),
+  /** Pinned repository commit and per-file sha256 from the registry, when it has them. */
+  revision: z.string().optional(),
+  sha256: z.record(z.string(), z.string()).optional(),
 }));
 
 /** One model of a several-model policy (AUXOT_MODELS, AUXOT_EMBEDDING_MODELS), with its own settings. */
@@ -145,6 +150,8 @@ export const ChatJob = z.object({
   attempt: z.number().int().positive(),
   /** Milliseconds left before the router gives up on this job (AUXOT_JOB_TIMEOUT). */
   deadlineMs: z.number().int().nonnegative(),
+  /** Set by the router on every job it hands out: send it back with the job's events and in `leases`. */
+  leaseToken: z.string().max(200).optional(),
 });
 export const ToolJob = z.object({
   id: z.string(),
@@ -155,6 +162,7 @@ export const ToolJob = z.object({
   credentials: z.record(z.string(), z.string()),
   attempt: z.number().int().positive(),
   deadlineMs: z.number().int().nonnegative(),
+  leaseToken: z.string().max(200).optional(),
 });
 /** Embeddings for a batch of inputs (text, or token ids), one `embedding` event per input in input order. */
 export const EmbeddingJob = z.object({
@@ -166,6 +174,7 @@ export const EmbeddingJob = z.object({
   dimensions: z.number().int().positive().optional(),
   attempt: z.number().int().positive(),
   deadlineMs: z.number().int().nonnegative(),
+  leaseToken: z.string().max(200).optional(),
 });
 export const WorkerJob = z.discriminatedUnion("kind", [ChatJob, ToolJob, EmbeddingJob]);
 export type WorkerJob = z.infer<typeof WorkerJob>;
@@ -192,7 +201,9 @@ export const PollResponse = z.object({
 export type PollResponse = z.infer<typeof PollResponse>;
 
 export const EventsRequest = z.object({
-  workerId: z.string(),
+  workerId: z.string().max(80),
+  /** The job's `leaseToken` from the poll that handed it out. */
+  leaseToken: z.string().max(200),
   /** Index of the first event in this batch within the job's stream: makes a retried post idempotent. */
   seq: z.number().int().nonnegative(),
   events: z.array(JobEvent).max(10_000),

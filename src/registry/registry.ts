@@ -132,6 +132,8 @@ export function resolvePolicyModel(name: string, quantization?: string): Policy[
     sizeGb: q.sizeGb,
     ...(q.shards ? { shards: q.shards } : {}),
     ...(q.mmproj ? { mmproj: q.mmproj } : {}),
+    ...(q.revision ? { revision: q.revision } : {}),
+    ...(q.sha256 ? { sha256: q.sha256 } : {}),
   }));
   if (!wantedQuantization) return { name: model.name, files };
   const found = findQuantization(model, wantedQuantization);

@@ -20,6 +20,12 @@ export const RegistryQuantization = z.object({
   sizeGb: z.number().nonnegative(),
   /** Vision projector file in the same repository, for models that take images. */
   mmproj: z.string().min(1).optional(),
+  /**
+   * Download pins, where known: the repository commit the files are fetched at, and each file's sha256 (the hub's
+   * LFS oid). A worker downloads from that commit and accepts only those bytes, whatever the hub says today.
+   */
+  revision: z.string().regex(/^[0-9a-f]{40}$/).optional(),
+  sha256: z.record(z.string(), z.string().regex(/^[0-9a-f]{64}$/)).optional(),
 });
 export type RegistryQuantization = z.infer<typeof RegistryQuantization>;
 

@@ -183,7 +183,8 @@ export class WorkerLoop {
 
   async #poll(waitMs: number): Promise<void> {
     this.#pollController = new AbortController();
-    const body = { protocol: PROTOCOL_VERSION, worker: this.#info(), activeJobs: [...this.#running.keys()], waitMs };
+    const leases = Object.fromEntries([...this.#running].map(([id, r]) => [id, r.job.leaseToken ?? ""]));
+    const body = { protocol: PROTOCOL_VERSION, worker: this.#info(), activeJobs: Object.keys(leases), leases, waitMs };
     const raw = await this.#post("/worker/v1/poll", body, this.#pollController.signal);
     if (raw === undefined) return; // aborted by stop()
     const response = PollResponse.parse(raw);
@@ -197,7 +198,7 @@ export class WorkerLoop {
 
   #start(job: WorkerJob): void {
     const controller = new AbortController();
-    const sink = new BatchingSink(this, job.id, controller);
+    const sink = new BatchingSink(this, job.id, job.leaseToken ?? "", controller);
     const log = this.opts.log.child({ job: job.id });
     log.debug("job started", { kind: job.kind, attempt: job.attempt });
     const done = (async () => {
@@ -286,13 +287,18 @@ export class WorkerLoop {
         error.error?.code ?? String(response.status),
       );
     }
-    if (response.status === 409) return parsed;
+    if (response.status === 409 || response.status === 413) return parsed; // lease lost, or a job past its bounds
     throw new RetryableHttpError(`router answered ${response.status}: ${message}`);
   }
 
   /** Posts one batch of a job's events; retried by the sink. */
-  postEvents(jobId: string, seq: number, events: JobEvent[]): Promise<unknown> {
-    return this.#post(`/worker/v1/jobs/${encodeURIComponent(jobId)}/events`, { workerId: this.id, seq, events });
+  postEvents(jobId: string, leaseToken: string, seq: number, events: JobEvent[]): Promise<unknown> {
+    return this.#post(`/worker/v1/jobs/${encodeURIComponent(jobId)}/events`, {
+      workerId: this.id,
+      leaseToken,
+      seq,
+      events,
+    });
   }
 }
 
@@ -312,7 +318,12 @@ class BatchingSink implements EventSink {
   terminated = false;
   hadOutput = false;
 
-  constructor(readonly loop: WorkerLoop, readonly jobId: string, readonly controller: AbortController) {
+  constructor(
+    readonly loop: WorkerLoop,
+    readonly jobId: string,
+    readonly leaseToken: string,
+    readonly controller: AbortController,
+  ) {
     this.#heartbeat = setInterval(() => this.#flush(), Math.max(1_000, loop.leaseMs / 3));
   }
 
@@ -357,7 +368,7 @@ class BatchingSink implements EventSink {
     const deadline = Date.now() + this.loop.leaseMs;
     for (let attempt = 1;; attempt++) {
       try {
-        const raw = await this.loop.postEvents(this.jobId, seq, events);
+        const raw = await this.loop.postEvents(this.jobId, this.leaseToken, seq, events);
         const ok = EventsResponse.safeParse(raw);
         if (!ok.success || ok.data.cancelled) this.controller.abort(); // 409 (lease lost) or cancelled
         return;

@@ -1,9 +1,10 @@
 /**
- * The GPU worker: `deno task worker:gpu --gpu-key adm_... --router-url https://router.example`.
+ * The GPU worker: `deno task worker:gpu --gpu-key-file FILE --router-url https://router.example`.
  * Polls the router, receives the model policy, gets the model (registry + fit + download, or --model-path),
  * loads it with node-llama-cpp (or forwards to an external OpenAI-compatible engine with --llama-url) and serves
  * jobs until stopped. Ctrl-C finishes running jobs (or hands them back after a grace period) and exits cleanly.
  */
+import { AllowList } from "../tools/net-guard.ts";
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import process from "node:process";
@@ -22,9 +23,10 @@ import {
 import { ExternalEngine } from "./external-engine.ts";
 import { ModelSetEngine } from "./model-set-engine.ts";
 
-const USAGE = `Usage: deno task worker:gpu --gpu-key adm_... --router-url https://router.example [options]
+const USAGE = `Usage: deno task worker:gpu --gpu-key-file FILE --router-url https://router.example [options]
 
-  --gpu-key KEY         worker key from \`deno task setup\` (or AUXOT_GPU_KEY)
+  --gpu-key-file FILE   file holding the worker key (or AUXOT_GPU_KEY_FILE; mode 600), or set AUXOT_GPU_KEY
+  --gpu-key KEY         (avoid: a flag is visible to every user in ps) worker key from \`deno task setup\` (or AUXOT_GPU_KEY)
   --router-url URL      the router's base URL (or AUXOT_ROUTER_URL)
   --model-path FILE     serve this GGUF file instead of downloading the policy's model (or AUXOT_MODEL_FILE);
                         NAME=FILE for one model of a several-model policy (repeatable)
@@ -66,6 +68,7 @@ const GPU_CONNECTION = {
 export function parseGpuWorkerArgs(argv: string[], env: Record<string, string | undefined>): GpuWorkerArgs {
   const values = parseFlags(argv, {
     "gpu-key": { type: "string" },
+    "gpu-key-file": { type: "string" },
     "router-url": { type: "string" },
     "model-path": { type: "string", multiple: true },
     models: { type: "string" },
@@ -78,7 +81,7 @@ export function parseGpuWorkerArgs(argv: string[], env: Record<string, string | 
   }, USAGE);
   const { routerUrl, key } = connectionArgs(
     GPU_CONNECTION,
-    { routerUrl: values["router-url"], key: values["gpu-key"] },
+    { routerUrl: values["router-url"], key: values["gpu-key"], keyFile: values["gpu-key-file"] },
     env,
   );
   const int = (name: string, raw: string | undefined, min: number): number | undefined => {
@@ -118,14 +121,20 @@ export async function runGpuWorker(args: GpuWorkerArgs): Promise<number> {
   const format = logFormatFrom(process.env, process.stderr.isTTY === true);
   const log = createLogger(args.logLevel, (line) => console.error(line), { worker: "gpu" }, format);
   const engine: Engine = withJobLog(
-    args.llamaUrl ? new ExternalEngine({ url: args.llamaUrl, slots: args.slots }) : new ModelSetEngine({
-      modelPaths: args.modelPaths,
-      models: args.models,
-      ...(args.gpuLayers !== undefined ? { gpuLayers: args.gpuLayers } : {}),
-      ...(args.threads ? { threads: args.threads } : {}),
-      ...(args.modelsDir ? { modelsDir: args.modelsDir } : {}),
-      jsonLogs: format === "json",
-    }, log),
+    args.llamaUrl
+      ? new ExternalEngine({
+        url: args.llamaUrl,
+        slots: args.slots,
+        images: { allow: AllowList.parse(Deno.env.get("AUXOT_IMAGE_FETCH_ALLOW")) },
+      })
+      : new ModelSetEngine({
+        modelPaths: args.modelPaths,
+        models: args.models,
+        ...(args.gpuLayers !== undefined ? { gpuLayers: args.gpuLayers } : {}),
+        ...(args.threads ? { threads: args.threads } : {}),
+        ...(args.modelsDir ? { modelsDir: args.modelsDir } : {}),
+        jsonLogs: format === "json",
+      }, log),
     log,
   );
   const loop = new WorkerLoop({

@@ -52,7 +52,7 @@ export async function provisionModel(policy: Policy, deps: ProvisionDeps, modelP
   const candidates: FitCandidate[] = [];
   let unreachable: { url: string; err: unknown } | undefined;
   for (const file of pool) {
-    const url = hubFileUrl(deps.hub.endpoint, file.huggingFaceRepo, file.file);
+    const url = hubFileUrl(deps.hub.endpoint, file.huggingFaceRepo, file.file, file.revision);
     // The host did not answer for one file: it will not for the others (one clear error instead of one per file).
     if (unreachable) break;
     try {
@@ -91,6 +91,8 @@ export async function provisionModel(policy: Policy, deps: ProvisionDeps, modelP
     repo: chosen.huggingFaceRepo,
     file: chosen.file,
     ...(chosen.mmproj ? { mmproj: chosen.mmproj } : {}),
+    ...(chosen.revision ? { revision: chosen.revision } : {}),
+    ...(chosen.sha256 ? { sha256: chosen.sha256 } : {}),
     endpoint: deps.hub.endpoint,
     ...(deps.hub.token ? { token: deps.hub.token } : {}),
     ...(deps.hub.modelsDir ? { modelsDir: deps.hub.modelsDir } : {}),

@@ -319,21 +319,26 @@ export const DASHBOARD_JS = String.raw`"use strict";
     clear(box);
     var origin = location.origin;
     var kind = report.policy.engine === "cli" ? "cli" : "gpu";
+    /* Keys never go on a command line (ps, shell history): workers read them from a file only their owner reads. */
     var rows = [
-      ["Start a " + kind + " worker (worker key adm_…)",
-        "deno task worker:" + kind + " --router-url " + origin + " --" + kind + "-key adm_…"],
+      ["Save the worker key (adm_…) in a file only you can read: paste it, then Enter and Ctrl-D",
+        "mkdir -p ~/.auxot && (umask 077; cat > ~/.auxot/worker.key)"],
+      ["Start a " + kind + " worker",
+        "deno task worker:" + kind + " --router-url " + origin + " --gpu-key-file ~/.auxot/worker.key"],
       ["…or install it as a systemd service (key read from AUXOT_" + kind.toUpperCase() + "_KEY)",
         "sudo -E deno task worker:service install --kind " + kind + " --router-url " + origin],
     ];
     if (report.config.toolsEnabled) {
-      rows.push(["Start a tools worker (tools key tls_…)",
-        "deno task worker:tools --router-url " + origin + " --tools-key tls_…"]);
+      rows.push(["Start a tools worker (tools key tls_… saved the same way in ~/.auxot/tools.key)",
+        "deno task worker:tools --router-url " + origin + " --tools-key-file ~/.auxot/tools.key"]);
     }
     rows.push(
       ["OpenAI API base URL (API key rtr_…)", origin + "/api/openai/v1"],
       ["Anthropic API base URL", origin + "/api/anthropic"],
-      ["Claude Code", "ANTHROPIC_BASE_URL=" + origin + "/api/anthropic ANTHROPIC_AUTH_TOKEN=rtr_… claude"],
-      ["Check it end to end", "deno task verify --router-url " + origin + " --api-key rtr_…"]
+      ["Put the API key (rtr_…) in your environment without typing it on a command line: paste it, then Enter",
+        "read -rs AUXOT_API_KEY && export AUXOT_API_KEY"],
+      ["Claude Code", "ANTHROPIC_BASE_URL=" + origin + "/api/anthropic ANTHROPIC_AUTH_TOKEN=\"$AUXOT_API_KEY\" claude"],
+      ["Check it end to end", "deno task verify --router-url " + origin]
     );
     rows.forEach(function (row) {
       box.appendChild(el("dt", "", row[0]));
