@@ -29,6 +29,7 @@ import type { FinishReason } from "../../src/protocol/events.ts";
 import { ChatPromptRenderer, type PromptSegment } from "./prompt.ts";
 import { FORCED_CALL_CLOSE, FORCED_CALL_OPEN, type OutputConstraint, outputConstraint } from "./grammar.ts";
 import { ModelOutputParser, type OutputEvent, StopSequenceMatcher } from "./tool-call-parser.ts";
+import { resumedTokens, unseen } from "./continuation.ts";
 
 export interface LlamaEngineOptions {
   modelPath: string;
@@ -83,6 +84,7 @@ interface Loaded {
 
 export class LlamaEngine implements Engine {
   readonly kind = "gpu" as const;
+  readonly resumesContinuations = true;
   private readonly options: LlamaEngineOptions;
   private llama?: Llama;
   private model?: LlamaModel;
@@ -204,13 +206,31 @@ export class LlamaEngine implements Engine {
       sink.emit({ type: "error", code: "invalid_request", message: (error as Error).message, retryable: false });
       return;
     }
+    const continuation = job.continuation;
+    if (continuation && constraint) {
+      // The grammar's state after the output so far cannot be rebuilt here.
+      sink.emit({
+        type: "error",
+        code: "continuation_unsupported",
+        message: "a grammar-constrained answer (JSON schema, forced tool call) cannot be resumed on another worker",
+        retryable: false,
+      });
+      return;
+    }
     const prompt = renderer.render(request, { offerTools: request.toolChoice !== "none" });
     const segments: PromptSegment[] = [...prompt.segments];
     // A constrained answer starts after any reasoning the template opened, and a forced call after its opener.
     if (constraint && prompt.endsInsideThink) segments.push({ text: "\n</think>\n\n", special: true });
     if (constraint?.kind === "tool_call") segments.push({ text: FORCED_CALL_OPEN, special: true });
-    const tokens = this.tokenize(model, segments);
-    const start = { type: "start", model: loaded.info.model, promptTokens: tokens.length } as const;
+    // A continuation evaluates the output so far after the prompt, exactly as the lost worker had it in context.
+    const resumed = continuation ? resumedTokens(model, continuation, prompt.endsInsideThink) : [];
+    const tokens = [...this.tokenize(model, segments), ...resumed];
+    const start = {
+      type: "start",
+      model: loaded.info.model,
+      promptTokens: tokens.length,
+      ...(continuation ? { continued: true } : {}),
+    } as const;
     if (job.mode === "count_tokens") {
       sink.emit(start);
       sink.emit({ type: "done", finishReason: "stop" });
@@ -250,16 +270,49 @@ export class LlamaEngine implements Engine {
       if (constraint?.kind === "tool_call") emitAll(parser.push(FORCED_CALL_OPEN));
       const grammarStops = grammar ? triggersOf(grammar) : [];
       const stops = new StopSequenceMatcher([...request.stop, ...grammarStops]);
-      const maxTokens = Math.min(request.maxTokens ?? Infinity, loaded.ctxSize - tokens.length);
+      const alreadyGenerated = continuation?.completionTokens ?? 0;
+      const maxTokens = Math.min((request.maxTokens ?? Infinity) - alreadyGenerated, loaded.ctxSize - tokens.length);
       const temperature = request.temperature ?? DEFAULT_TEMPERATURE;
       const detokenizer = new StreamingDetokenizer(model);
+      if (continuation) {
+        // Replays the output so far through the same detokenizer, stop matcher and parser, so their state is the
+        // lost worker's; only what the caller has not seen yet (text those held back) goes out.
+        const replayed: OutputEvent[] = [];
+        for (const token of resumed) replayed.push(...parser.push(stops.push(detokenizer.push(token)).text));
+        emitAll(unseen(replayed, continuation));
+        if (maxTokens <= 0) {
+          sink.emit({ type: "usage", usage: { promptTokens: tokens.length, completionTokens: 0, cachedTokens } });
+          sink.emit({ type: "done", finishReason: "length" });
+          return;
+        }
+      }
+      /** Tokens generated but not yet attached to an output event (see `tokens` in events.ts). */
+      let unattached: Token[] = [];
+      const emitWithTokens = (events: OutputEvent[]) => {
+        for (const event of events) {
+          if ((event.type === "text" || event.type === "reasoning") && unattached.length > 0) {
+            sink.emit({ ...event, tokens: unattached });
+            unattached = [];
+          } else sink.emit(event);
+        }
+      };
 
       let completionTokens = 0;
       let generationStart = 0;
       /** Set when the loop stops the model; left undefined when the model ended by itself. */
       let finish: FinishReason | undefined;
       let stopSequence: string | undefined;
-      const evaluation = sequence.evaluate(tokens.slice(cachedTokens), {
+      // A long prompt is evaluated one context batch at a time with progress after each, so a slow machine's long
+      // prefill posts progress (the router tells it from a lost worker by that); the last batch samples.
+      let evaluated = cachedTokens;
+      const batch = loaded.context.batchSize;
+      while (tokens.length - evaluated > 2 * batch && !signal.aborted) {
+        await sequence.evaluateWithoutGeneratingNewTokens(tokens.slice(evaluated, evaluated + batch));
+        evaluated += batch;
+        sink.emit({ type: "progress", phase: "prefill", promptTokensDone: evaluated, promptTokens: tokens.length });
+      }
+      if (signal.aborted) return emitCancelled(sink);
+      const evaluation = sequence.evaluate(tokens.slice(evaluated), {
         temperature,
         ...(request.topK !== undefined ? { topK: request.topK } : {}),
         ...(request.topP !== undefined ? { topP: request.topP } : {}),
@@ -273,8 +326,10 @@ export class LlamaEngine implements Engine {
           if (sequence.needsCheckpoints) await sequence.takeCheckpoint();
         }
         completionTokens++;
+        unattached.push(token);
+        sink.emit({ type: "progress", phase: "generate", completionTokens });
         const { text, stop } = stops.push(detokenizer.push(token));
-        emitAll(parser.push(text));
+        emitWithTokens(parser.push(text));
         if (stop !== undefined) {
           // A grammar's own end marker means the constrained value is complete: a plain stop.
           if (request.stop.includes(stop)) [finish, stopSequence] = ["stop_sequence", stop];
@@ -284,7 +339,7 @@ export class LlamaEngine implements Engine {
         if (signal.aborted) break;
         if (completionTokens >= maxTokens) {
           finish = "length";
-          emitAll(parser.push(stops.push(detokenizer.flush()).text + stops.flush()));
+          emitWithTokens(parser.push(stops.push(detokenizer.flush()).text + stops.flush()));
           break;
         }
       }

@@ -106,6 +106,7 @@ export class ChatChunkEncoder implements StreamEncoder {
       }
       case "reasoning_signature":
       case "error":
+      case "progress":
         return "";
     }
   }
