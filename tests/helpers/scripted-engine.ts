@@ -148,7 +148,9 @@ export class ScriptedEngine implements Engine {
           await emit({ type: "text", text: "ok" });
           completion = 1;
       }
-      sink.emit({ type: "usage", usage: { promptTokens, completionTokens: completion, cachedTokens: 0 } });
+      // A continuation generated only what it emitted (the skipped part was the lost worker's).
+      const generated = continuation ? emitted - continuation.completionTokens : completion;
+      sink.emit({ type: "usage", usage: { promptTokens, completionTokens: generated, cachedTokens: 0 } });
       sink.emit({ type: "done", finishReason: "stop" });
     } catch (err) {
       if (err instanceof CancelledError || signal.aborted) {
