@@ -329,6 +329,9 @@ class BatchingSink implements EventSink {
 
   constructor(readonly loop: WorkerLoop, readonly jobId: string, readonly controller: AbortController) {
     this.#heartbeat = setInterval(() => this.#beat(), PROGRESS_TICK_MS);
+    // The first post says this worker reports progress: from then on the router reads its silence as its loss.
+    this.#buffer.push({ type: "progress", phase: "prefill" });
+    this.#timer = setTimeout(() => this.#flush(), this.#holdMs());
   }
 
   get abortReason(): string | undefined {

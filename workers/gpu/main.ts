@@ -109,6 +109,7 @@ export function parseGpuWorkerArgs(argv: string[], env: Record<string, string | 
  * --model-path) and the slots/context this machine can serve, then loaded; a new model replaces the old one.
  */
 class ProvisionedLlamaEngine implements Engine {
+  readonly resumesContinuations = true;
   readonly kind = "gpu" as const;
   #engine?: LlamaEngine;
   #modelPath?: string;
