@@ -89,11 +89,14 @@ export interface KillFigures {
   resumedTokens?: number;
 }
 
+/** The silence window of these scenarios: the floor of the kill → next-token latency. */
+export const FAILOVER_SILENCE = "3s";
+
 const ROUTER_ENV: Env = {
   AUXOT_MODEL: "custom:tiny-test",
   AUXOT_CTX_SIZE: "4096",
   AUXOT_MAX_PARALLEL: "1",
-  AUXOT_WORKER_SILENCE: "3s",
+  AUXOT_WORKER_SILENCE: FAILOVER_SILENCE,
   AUXOT_LEASE_TIMEOUT: "30s",
   AUXOT_JOB_TIMEOUT: "120s",
   AUXOT_QUEUE_TIMEOUT: "60s",
