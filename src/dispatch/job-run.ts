@@ -74,6 +74,9 @@ export class JobRun implements EventSource {
   #queueDeadlineAt: number;
   /** The current job's worker posts progress, so its silence means it is gone. */
   #heartbeating = false;
+  /** The current job carries a continuation: its worker must say it resumed (`start.continued`). */
+  #resuming = false;
+  #startSent = false;
   #lastHeardAt: number;
   #lastReturnedAt: number;
   readonly #answer = new AnswerSoFar();
@@ -132,6 +135,7 @@ export class JobRun implements EventSource {
     this.#cursor = "";
     this.#queued = true;
     this.#heartbeating = false;
+    this.#resuming = continuation !== undefined;
     this.#lastHeardAt = now;
   }
 
@@ -191,13 +195,14 @@ export class JobRun implements EventSource {
           continue;
         case "start":
           answer.record(event);
-          if (answer.continuations === 0) break;
-          if (!event.continued) {
+          if (this.#resuming && !event.continued) {
             // A worker that ignored the continuation would answer from the start: the caller would see it twice.
             const failure = await this.#fail("the worker that took over this answer cannot resume it (upgrade it)");
             return { events: [failure], continued: false };
           }
-          continue; // the caller had its start already
+          if (this.#startSent) continue; // the caller had its start already
+          this.#startSent = true;
+          break;
         case "usage":
           visible.push({ type: "usage", usage: answer.callerUsage(event.usage) });
           continue;
@@ -243,7 +248,9 @@ export class JobRun implements EventSource {
     const continuation = answer.continuation(this.ctx.config.policy.version);
     const next = crypto.randomUUID().replaceAll("-", "");
     try {
-      await this.enqueue(next, this.mode === "generate" ? continuation : undefined, this.ctx.now());
+      // Nothing sent yet: a plain retry, which any worker (a CLI worker too) can serve.
+      const resume = this.mode === "generate" && answer.hasOutput;
+      await this.enqueue(next, resume ? continuation : undefined, this.ctx.now());
     } catch (err) {
       this.ctx.log.warn("could not queue a continuation", { job: this.id, error: err });
       return await this.#fail("the worker serving this request was lost and no continuation could be queued");
@@ -281,7 +288,10 @@ export class JobRun implements EventSource {
     const giveUpAt = performance.now() + STORE_OUTAGE_GRACE_MS;
     for (let attempt = 1;; attempt++) {
       try {
-        return await this.#store.readEvents(this.#jobId, this.#cursor, wait, signal);
+        const read = await this.#store.readEvents(this.#jobId, this.#cursor, wait, signal);
+        // The worker's posts failed during the outage too: its silence window starts again now.
+        if (attempt > 1) this.#lastHeardAt = this.ctx.now();
+        return read;
       } catch (err) {
         if (!(err instanceof StoreError) || err.code !== "unavailable" || performance.now() > giveUpAt) throw err;
         if (signal.aborted) throw err;

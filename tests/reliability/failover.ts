@@ -212,7 +212,7 @@ export async function runGpuKill(
 
 export interface FreezeFigures {
   store: StoreKind;
-  /** A 6 s paced prefill with a 2 s silence window completed without being declared lost. */
+  /** A paced prefill (6 s by default) with a 2 s silence window completed without being declared lost. */
   progressRespected: boolean;
   /** Frozen mid-prefill: the answer completed on the other worker. */
   completedAfterFreeze: boolean;
@@ -222,7 +222,8 @@ export interface FreezeFigures {
 }
 
 /** SIGSTOP a scripted worker during a paced prefill (tests/helpers/scripted-engine.ts `prefill`). */
-export async function runPrefillFreeze(options: { store: StoreKind }): Promise<FreezeFigures> {
+export async function runPrefillFreeze(options: { store: StoreKind; prefillMs?: number }): Promise<FreezeFigures> {
+  const prefillMs = options.prefillMs ?? 6_000;
   const keys = await testKeys();
   const backend = await startBackend(options.store);
   const group = processGroup();
@@ -246,15 +247,15 @@ export async function runPrefillFreeze(options: { store: StoreKind }): Promise<F
         return { status: r.status, body: await r.json() as { choices?: { message: { content: string } }[] } };
       });
 
-    // 1. A slow prefill that reports progress: 3× the silence window, never declared lost.
-    const slow = await ask("prefill 6000 slow but alive");
+    // 1. A slow prefill that reports progress, several times the silence window: never declared lost.
+    const slow = await ask(`prefill ${prefillMs} slow but alive`);
     const progressRespected = slow.status === 200 && slow.body.choices?.[0].message.content === "slow but alive" &&
       !router.lines.some((l) => l.includes('"job continued"'));
 
     // 2. The same, frozen 1 s into the prefill: declared lost after the silence, resumed on the other worker.
     const linesBefore = router.lines.length;
     let stoppedAt = 0;
-    const frozen = ask("prefill 6000 resumed elsewhere");
+    const frozen = ask(`prefill ${prefillMs} resumed elsewhere`);
     await new Promise((r) => setTimeout(r, 1_000));
     const serving = await waitFor(
       async () => {

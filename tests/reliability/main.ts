@@ -11,7 +11,7 @@
 import { parseArgs } from "node:util";
 import { runAbuse } from "./abuse.ts";
 import { faultsFor, runFaultScenario, type ScenarioFigures } from "./faults.ts";
-import { FAILOVER_SILENCE, runKillLoop } from "./failover.ts";
+import { FAILOVER_SILENCE, runKillLoop, runPrefillFreeze } from "./failover.ts";
 import { runFuzz } from "./fuzz.ts";
 import { runStreamingLoad } from "./load.ts";
 import { runMultiInstance } from "./multi.ts";
@@ -102,17 +102,34 @@ if (only.has("faults")) {
 if (only.has("failover")) {
   const kills = quick ? 10 : 50;
   const rows = [];
+  const freezes = [];
   for (const store of ["embedded", "upstash"] as const) {
     console.error(`failover: ${store}: ${kills} kills of the worker serving a stream...`);
     const f = await runKillLoop({ store, kills });
     if (f.failed > 0) problems.push(`failover ${store}: ${f.failed} of ${f.kills} answers not exact`);
     rows.push([store, f.kills, f.exact, f.failed, f.p50Ms, f.p99Ms, Math.round(Math.max(...f.latenciesMs))]);
+    const prefillMs = quick ? 6_000 : 20_000;
+    console.error(`failover: ${store}: SIGSTOP during a ${prefillMs / 1000} s paced prefill...`);
+    const z = await runPrefillFreeze({ store, prefillMs });
+    if (!z.progressRespected || !z.completedAfterFreeze) problems.push(`failover ${store}: ${JSON.stringify(z)}`);
+    freezes.push([
+      store,
+      `${prefillMs / 1000} s`,
+      z.progressRespected ? "completed, not declared lost" : "DECLARED LOST",
+      z.completedAfterFreeze ? "continued, completed" : "FAILED",
+      Math.round(z.stopToDeclaredMs ?? NaN),
+    ]);
   }
   table(
     `Failover: kill -9 of the worker serving a stream after 20 tokens, a second worker ready (scripted workers, ` +
       `5 ms a token, AUXOT_WORKER_SILENCE ${FAILOVER_SILENCE})`,
     ["store", "kills", "answers exact", "not exact / failed", "kill → next token p50 ms", "p99 ms", "max ms"],
     rows,
+  );
+  table(
+    "Failover: SIGSTOP during a paced prefill (scripted worker reporting progress every 200 ms; silence window 2 s)",
+    ["store", "prefill", "unfrozen", "frozen 1 s in", "SIGSTOP → declared lost ms"],
+    freezes,
   );
 }
 
