@@ -231,7 +231,9 @@ export class WorkerLoop {
   /** Why this worker cannot resume a continuation job (another engine, another policy); undefined if it can. */
   #cannotResume(job: WorkerJob): string | undefined {
     if (job.kind !== "chat" || !job.continuation) return undefined;
-    if (!this.opts.engine.resumesContinuations) return `a ${this.opts.engine.kind} worker of this kind cannot resume answers`;
+    if (!this.opts.engine.resumesContinuations) {
+      return "this worker's engine cannot resume an answer another worker began";
+    }
     if (job.continuation.policyVersion !== this.#loaded?.policyVersion) {
       return "this answer was started under another model policy; it cannot be resumed here";
     }
