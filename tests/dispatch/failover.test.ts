@@ -244,3 +244,24 @@ Deno.test("continuations are bounded: the answer fails explicitly after AUXOT_MA
     assert.equal(body.split('"a "').length - 1, 1, "the text sent once");
   });
 });
+
+Deno.test("a worker lost before any output: the job is retried plainly at once, not after the lease", async () => {
+  await withRouter({}, async (t) => {
+    const hand = await handWorker(t, "lost-worker-6");
+    const response = chat(t, "/v1/chat/completions", {
+      model: "m",
+      messages: [{ role: "user", content: "echo from the start" }],
+    });
+    const job = await hand.claim();
+    await hand.post(job.id, [{ type: "start", model: "m", promptTokens: 3 }, { type: "progress", phase: "prefill" }]);
+    const engine = new ScriptedEngine();
+    const worker = startWorker(t, engine, { key: t.keys.admin });
+    try {
+      const body = await (await response).json() as { choices: { message: { content: string } }[] };
+      assert.equal(body.choices[0].message.content, "from the start");
+      assert.equal(engine.received[0].continuation, undefined, "nothing to resume: any worker may serve it");
+    } finally {
+      await worker.stop();
+    }
+  });
+});
