@@ -234,6 +234,12 @@ export class JobRun implements EventSource {
           "cannot be resumed, so the answer is incomplete",
       );
     }
+    if (answer.hasOutput && this.ctx.config.policy.engine === "cli") {
+      // A coding CLI cannot be handed an answer begun elsewhere: fail now rather than after a refusal.
+      return await this.#fail(
+        "the CLI worker serving this request was lost after output had started; the answer is incomplete",
+      );
+    }
     if (answer.continuations >= this.ctx.config.maxContinuations) {
       return await this.#fail(
         `the worker serving this request was lost and the answer was already continued ${answer.continuations} ` +
