@@ -16,8 +16,9 @@
  *
  * Not continued, failed at once with an explicit error: an answer whose tool call had begun (partial arguments
  * cannot be resumed: the next worker would have to re-enter a half-written call in the model's own format), an
- * answer continued AUXOT_MAX_CONTINUATIONS times already, and a continuation no worker takes before its queue
- * deadline (the caller gets the queue-timeout error, as for any job).
+ * answer continued AUXOT_MAX_CONTINUATIONS times already, and a CLI-mode answer (a coding CLI cannot resume one). A
+ * continuation no worker takes before its queue deadline gets the queue-timeout error, as any job; one a worker
+ * cannot resume (an external engine, another policy) gets its "continuation_unsupported" error.
  */
 import { ApiError } from "../http/errors.ts";
 import type { ChatRequest } from "../protocol/chat.ts";
