@@ -30,6 +30,7 @@ import { ChatPromptRenderer, type PromptSegment } from "./prompt.ts";
 import { FORCED_CALL_CLOSE, FORCED_CALL_OPEN, type OutputConstraint, outputConstraint } from "./grammar.ts";
 import { ModelOutputParser, type OutputEvent, StopSequenceMatcher } from "./tool-call-parser.ts";
 import { resumedTokens, unseen } from "./continuation.ts";
+import { evaluateAhead } from "./prefill.ts";
 
 export interface LlamaEngineOptions {
   modelPath: string;
@@ -302,29 +303,15 @@ export class LlamaEngine implements Engine {
       /** Set when the loop stops the model; left undefined when the model ended by itself. */
       let finish: FinishReason | undefined;
       let stopSequence: string | undefined;
-      // A long prompt is evaluated one context batch at a time with progress after each, so a slow machine's long
-      // prefill posts progress (the router tells it from a lost worker by that); the last batch samples.
-      let evaluated = cachedTokens;
-      const batch = loaded.context.batchSize;
-      // A greedy continuation evaluates the output so far one token at a time, as it was generated: the model state
-      // is then the lost worker's bit for bit and the joined answer equals an uninterrupted one (a batch rounds
-      // differently, and a near tie can flip a later token). A sampled answer resumes in batches: faster, and any
-      // continuation of it is as plausible.
-      const stepFrom = continuation && temperature === 0 ? tokens.length - resumed.length : tokens.length;
-      const batchedEnd = Math.min(stepFrom, tokens.length - 1);
-      while (batchedEnd - evaluated > 2 * batch && !signal.aborted) {
-        await sequence.evaluateWithoutGeneratingNewTokens(tokens.slice(evaluated, evaluated + batch));
-        evaluated += batch;
-        sink.emit({ type: "progress", phase: "prefill", promptTokensDone: evaluated, promptTokens: tokens.length });
-      }
-      if (stepFrom < tokens.length - 1 && evaluated < stepFrom) {
-        await sequence.evaluateWithoutGeneratingNewTokens(tokens.slice(evaluated, stepFrom));
-        evaluated = stepFrom;
-      }
-      for (; evaluated >= stepFrom && evaluated < tokens.length - 1 && !signal.aborted; evaluated++) {
-        await sequence.evaluateWithoutGeneratingNewTokens([tokens[evaluated]]);
-        sink.emit({ type: "progress", phase: "prefill", promptTokensDone: evaluated + 1, promptTokens: tokens.length });
-      }
+      // All but the last token now, reporting progress (prefill.ts); the last one is evaluated as generation starts.
+      const evaluated = await evaluateAhead(sequence, tokens, {
+        from: cachedTokens,
+        batch: loaded.context.batchSize,
+        stepFrom: continuation && temperature === 0 ? tokens.length - resumed.length : tokens.length,
+        signal,
+        progress: (done) =>
+          sink.emit({ type: "progress", phase: "prefill", promptTokensDone: done, promptTokens: tokens.length }),
+      });
       if (signal.aborted) return emitCancelled(sink);
       const evaluation = sequence.evaluate(tokens.slice(evaluated), {
         temperature,
