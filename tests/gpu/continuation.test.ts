@@ -112,6 +112,25 @@ Deno.test("llama engine: continuations", async (t) => {
       assert.ok(!textOf(resumed).startsWith(continuation.text), "the text so far is not sent again");
     });
 
+    await t.step(
+      "a long prompt reports its evaluation as it goes (progress events before the first token)",
+      async () => {
+        const long = "The quick brown fox jumps over the lazy dog. ".repeat(150);
+        const events = await run(
+          engine,
+          job({ ...request, maxTokens: 5, messages: [{ role: "user", content: [{ type: "text", text: long }] }] }),
+        );
+        const start = events[0];
+        assert.ok(start.type === "start" && start.promptTokens! > 1_200, `a long prompt (${JSON.stringify(start)})`);
+        const firstText = events.findIndex((e) => e.type === "text");
+        const prefill = events.slice(0, firstText).filter((e) => e.type === "progress" && e.phase === "prefill");
+        assert.ok(prefill.length >= 1, "progress during the prompt evaluation");
+        const done = prefill.map((e) => e.type === "progress" ? e.promptTokensDone! : 0);
+        assert.deepEqual(done, [...done].sort((a, b) => a - b), "progress only grows");
+        assert.ok(done.every((n) => n < start.promptTokens!));
+      },
+    );
+
     await t.step("a grammar-constrained answer refuses to resume", async () => {
       const events = await run(
         engine,
