@@ -17,7 +17,8 @@ import type { KeyRole } from "./auth/keys.ts";
 import { KeyVerifier } from "./auth/verifier.ts";
 import { clientAddress } from "./auth/client-address.ts";
 import type { RouterConfig } from "./config.ts";
-import { dispatchChat, json } from "./dispatch/chat.ts";
+import { type ChatDispatch, dispatchChat } from "./dispatch/chat.ts";
+import { json } from "./http/responses.ts";
 import { createReaper, type RouterContext } from "./dispatch/context.ts";
 import { conversationKeyOf } from "./dispatch/conversation.ts";
 import { handleEvents, handlePoll, workerErrorResponse, WorkerProtocolError } from "./dispatch/worker-routes.ts";
@@ -28,7 +29,7 @@ import { readJsonBody } from "./http/body.ts";
 import type { Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { registerOps } from "./ops/routes.ts";
-import { serverToolLoop } from "./tools/loop.ts";
+import { chooseAnswerSource } from "./tools/loop.ts";
 import { registerToolRoutes } from "./tools/routes.ts";
 import { type JobStore, StoreError } from "./store/store.ts";
 import { describeModelId } from "./policy/models-list.ts";
@@ -119,15 +120,16 @@ export function createApp(deps: AppDeps): App {
     const raw = await body(request);
     const chatRequest = flavour.toChatRequest(raw, request.headers);
     chatRequest.conversationKey ??= conversationKeyOf(chatRequest, request.headers);
-    return await dispatchChat(ctx, {
+    const dispatch: ChatDispatch = {
       flavour,
       request: chatRequest,
       stream: flavour.wantsStream(raw),
       render: flavour.renderOptions(raw),
       mode: flavour.mode ?? "generate",
       signal: request.signal,
-      source: serverToolLoop,
-    });
+    };
+    // One job, or the server-tool loop when server tools are offered to this request.
+    return await dispatchChat(ctx, { ...dispatch, source: await chooseAnswerSource(ctx, dispatch) });
   };
   const chatRoute = (prefixes: string[], path: string, flavour: ChatFlavour): ApiRoute => ({
     method: "post",

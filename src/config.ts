@@ -29,6 +29,10 @@ export interface RouterConfig {
   jobTimeoutMs: number;
   queueTimeoutMs: number;
   leaseMs: number;
+  /** A running job whose worker posts nothing (no token, no progress) this long is lost: it is continued elsewhere. */
+  workerSilenceMs: number;
+  /** How many times one answer may be continued on another worker after its worker was lost. */
+  maxContinuations: number;
   /** Longest a worker's poll is held open (below the idle timeout of any proxy in front of the router). */
   pollWaitMs: number;
   maxBodyBytes: number;
@@ -56,6 +60,8 @@ export const DEFAULTS = {
   AUXOT_QUEUE_TIMEOUT: "2m",
   AUXOT_LEASE_TIMEOUT: "30s",
   AUXOT_POLL_WAIT: "25s",
+  AUXOT_WORKER_SILENCE: "5s",
+  AUXOT_MAX_CONTINUATIONS: "2",
   AUXOT_MAX_BODY_BYTES: String(16 * 1024 * 1024),
   AUXOT_LOG_LEVEL: "info",
   AUXOT_ENGINE: "llama",
@@ -116,6 +122,12 @@ export function loadConfig(env: Env): RouterConfig {
   const queueTimeoutMs = duration("AUXOT_QUEUE_TIMEOUT");
   const leaseMs = duration("AUXOT_LEASE_TIMEOUT");
   const pollWaitMs = duration("AUXOT_POLL_WAIT");
+  // Workers post at least once a second while running a job, so under 2 s would mistake a slow post for a death.
+  const workerSilenceMs = duration("AUXOT_WORKER_SILENCE");
+  if (workerSilenceMs > 1 && workerSilenceMs < 2_000) {
+    problems.push(`AUXOT_WORKER_SILENCE must be at least 2s (workers post every 1s).`);
+  }
+  const maxContinuations = int("AUXOT_MAX_CONTINUATIONS", 0, 10);
   if (pollWaitMs > 60_000) problems.push(`AUXOT_POLL_WAIT must be at most 60s (workers ask for at most that).`);
   const maxBodyBytes = int("AUXOT_MAX_BODY_BYTES", 1_024, 1_073_741_824);
 
@@ -211,6 +223,8 @@ export function loadConfig(env: Env): RouterConfig {
     jobTimeoutMs,
     queueTimeoutMs,
     leaseMs,
+    workerSilenceMs,
+    maxContinuations,
     pollWaitMs,
     maxBodyBytes,
     logLevel,

@@ -6,6 +6,7 @@
  * Histograms (time to first token, queue wait, output speed) and the recent-jobs log stay per instance.
  */
 import { JobLog, JobTiming } from "./ops/job-log.ts";
+import type { JobEvent } from "./protocol/events.ts";
 import type { JobStore, ReapResult } from "./store/store.ts";
 
 type Labels = Record<string, string>;
@@ -133,7 +134,7 @@ export class Metrics {
   readonly requests = new Counter("auxot_requests_total", "HTTP requests by API and status", this.#count);
   readonly jobs = new Counter(
     "auxot_jobs_total",
-    "Jobs by outcome (queued, completed, failed, cancelled, timed_out, queue_timeout, requeued)",
+    "Jobs by outcome (queued, completed, failed, cancelled, timed_out, queue_timeout, requeued, continued)",
     this.#count,
   );
   readonly authFailures = new Counter("auxot_auth_failures_total", "Rejected authentications by reason", this.#count);
@@ -186,6 +187,30 @@ export class Metrics {
   }
   jobCancelled(reason: string): void {
     this.jobs.inc({ outcome: reason === "caller_left" ? "cancelled" : reason === "timeout" ? "timed_out" : reason });
+  }
+  /**
+   * Events a worker posted for a job: the tokens it really evaluated and generated (a continuation's prompt
+   * included) and how its job ended. Callers' visible usage is kept apart (src/dispatch/answer-so-far.ts).
+   */
+  workerPosted(events: readonly JobEvent[]): void {
+    for (const event of events) {
+      if (event.type === "usage") {
+        this.tokens.inc({ kind: "prompt" }, event.usage.promptTokens);
+        this.tokens.inc({ kind: "completion" }, event.usage.completionTokens);
+        this.tokens.inc({ kind: "cached" }, event.usage.cachedTokens);
+      }
+      if (event.type === "done") this.jobs.inc({ outcome: "completed" });
+      if (event.type === "error") this.jobs.inc({ outcome: "failed" });
+    }
+  }
+  /** An answer resumed on another worker after its worker was lost; the lost job's generated tokens still count. */
+  jobContinued(lostCompletionTokens: number): void {
+    this.jobs.inc({ outcome: "continued" });
+    this.tokens.inc({ kind: "completion" }, lostCompletionTokens);
+  }
+  /** A server-side tool call ended: "ok", "error" (the tool failed) or what failed around it (queue_timeout...). */
+  toolCalled(tool: string, outcome: string): void {
+    this.toolCalls.inc({ tool, outcome });
   }
   /** A sweep's result: lost leases re-queued or failed, deadlines passed. */
   reaped(result: ReapResult): void {

@@ -13,7 +13,7 @@ import {
 } from "../protocol/worker-protocol.ts";
 import type { KeyRole } from "../auth/keys.ts";
 import type { RouterContext } from "./context.ts";
-import { json } from "./chat.ts";
+import { json } from "../http/responses.ts";
 import { admitJobBytes, admitWorkerId, toolSchemaBytes, WORKER_BOUNDS } from "./worker-bounds.ts";
 import { workerModelLanes } from "../policy/route.ts";
 
@@ -189,15 +189,7 @@ export async function handleEvents(ctx: RouterContext, jobId: string, body: unkn
       : "this job is not leased to this worker (lease lost or job re-queued): stop working on it";
     return json({ error: { code: result.reason, message }, fatal: false, next: result.next }, {}, 409);
   }
-  for (const event of post.events) {
-    if (event.type === "usage") {
-      ctx.metrics.tokens.inc({ kind: "prompt" }, event.usage.promptTokens);
-      ctx.metrics.tokens.inc({ kind: "completion" }, event.usage.completionTokens);
-      ctx.metrics.tokens.inc({ kind: "cached" }, event.usage.cachedTokens);
-    }
-    if (event.type === "done") ctx.metrics.jobs.inc({ outcome: "completed" });
-    if (event.type === "error") ctx.metrics.jobs.inc({ outcome: "failed" });
-  }
+  ctx.metrics.workerPosted(post.events);
   return json({ cancelled: result.cancelled, next: result.next });
 }
 

@@ -138,6 +138,30 @@ export const Policy = z.object({
 });
 export type Policy = z.infer<typeof Policy>;
 
+/**
+ * Continuation (version 1): the job's previous worker was lost after output had reached the caller, so this job
+ * resumes the same answer. The worker evaluates the prompt followed by the output so far — `tokens` when the lost
+ * worker reported them (same model, so the same vocabulary), else the text — and emits only what comes next. Its
+ * `start` event says `continued: true`. A worker that cannot resume (another engine, a grammar-constrained answer)
+ * ends the job with a non-retryable error of code "continuation_unsupported". Tool calls are never continued: a
+ * lost job that had begun one fails explicitly (docs/worker-protocol.md).
+ */
+export const Continuation = z.object({
+  version: z.literal(1),
+  /** 1 for the first continuation of an answer, 2 for the next... */
+  count: z.number().int().positive(),
+  /** The policy the lost worker served: a worker on another policy must not resume it. */
+  policyVersion: z.string(),
+  /** Visible answer text and reasoning text already sent to the caller, in full. */
+  text: z.string(),
+  reasoning: z.string(),
+  /** The model's token ids for all output so far (reasoning and text, in order), when every event carried them. */
+  tokens: z.array(z.number().int().nonnegative()).optional(),
+  /** Tokens generated so far (counts against maxTokens). */
+  completionTokens: z.number().int().nonnegative(),
+});
+export type Continuation = z.infer<typeof Continuation>;
+
 export const ChatJob = z.object({
   id: z.string(),
   kind: z.literal("chat"),
@@ -146,6 +170,8 @@ export const ChatJob = z.object({
   mode: z.enum(["generate", "count_tokens"]).default("generate"),
   /** The policy model that serves this job (absent: the default chat model). */
   model: z.string().optional(),
+  /** Present when this job resumes an answer whose worker was lost (see Continuation). */
+  continuation: Continuation.optional(),
   /** Attempt number, starting at 1; higher when a job was re-queued after a lost lease. */
   attempt: z.number().int().positive(),
   /** Milliseconds left before the router gives up on this job (AUXOT_JOB_TIMEOUT). */

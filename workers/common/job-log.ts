@@ -68,6 +68,9 @@ export function withJobLog(engine: Engine, log: Logger): Engine {
     get kind() {
       return engine.kind;
     },
+    get resumesContinuations() {
+      return engine.resumesContinuations;
+    },
     slots: () => engine.slots(),
     applyPolicy: (policy) => engine.applyPolicy(policy),
     describe: () => engine.describe(),

@@ -203,7 +203,9 @@ export class WorkerLoop {
     log.debug("job started", { kind: job.kind, attempt: job.attempt });
     const done = (async () => {
       try {
-        await this.opts.engine.run(job, sink, controller.signal);
+        const refusal = this.#cannotResume(job);
+        if (refusal) sink.emit({ type: "error", message: refusal, retryable: false, code: "continuation_unsupported" });
+        else await this.opts.engine.run(job, sink, controller.signal);
         if (!sink.terminated && !controller.signal.aborted) {
           sink.emit({
             type: "error",
@@ -230,6 +232,18 @@ export class WorkerLoop {
       }
     })();
     this.#running.set(job.id, { job, controller, done });
+  }
+
+  /** Why this worker cannot resume a continuation job (another engine, another policy); undefined if it can. */
+  #cannotResume(job: WorkerJob): string | undefined {
+    if (job.kind !== "chat" || !job.continuation) return undefined;
+    if (!this.opts.engine.resumesContinuations) {
+      return "this worker's engine cannot resume an answer another worker began";
+    }
+    if (job.continuation.policyVersion !== this.#loaded?.policyVersion) {
+      return "this answer was started under another model policy; it cannot be resumed here";
+    }
+    return undefined;
   }
 
   /** Aborts every running job as the worker's own decision; their sinks hand them back to the router. */
@@ -302,16 +316,24 @@ export class WorkerLoop {
   }
 }
 
+/** Protocol rule: while a job runs, its worker posts at least this often (the router's silence rule relies on it). */
+const PROGRESS_MS = 1_000;
+const PROGRESS_TICK_MS = 250;
+
 /**
  * Collects a job's events and posts them in batches: the first output and a terminal event go out at once; any
- * other event starts a `flushMs` timer; an empty heartbeat goes out every third of the lease so long silent phases
- * (prompt evaluation) keep the lease. Posts are sequential, so order and `seq` hold; a retried post is idempotent.
+ * other event starts a `flushMs` timer. When nothing was posted for most of a second — prompt evaluation, a slow
+ * token — the engine's latest `progress` (or a bare one) goes out, so the router can tell a slow worker from a
+ * lost one. Posts are sequential, so order and `seq` hold; a retried post is idempotent.
  */
 class BatchingSink implements EventSink {
   #buffer: JobEvent[] = [];
   #seq = 0;
   #timer?: ReturnType<typeof setTimeout>;
   #heartbeat: ReturnType<typeof setInterval>;
+  #lastPostAt = performance.now();
+  /** The engine's latest progress report: sent only when nothing else was posted lately. */
+  #progress?: Extract<JobEvent, { type: "progress" }>;
   #chain: Promise<void> = Promise.resolve();
   #batches = 0;
   #closed = false;
@@ -324,7 +346,10 @@ class BatchingSink implements EventSink {
     readonly leaseToken: string,
     readonly controller: AbortController,
   ) {
-    this.#heartbeat = setInterval(() => this.#flush(), Math.max(1_000, loop.leaseMs / 3));
+    this.#heartbeat = setInterval(() => this.#beat(), PROGRESS_TICK_MS);
+    // The first post says this worker reports progress: from then on the router reads its silence as its loss.
+    this.#buffer.push({ type: "progress", phase: "prefill" });
+    this.#timer = setTimeout(() => this.#flush(), this.#holdMs());
   }
 
   get abortReason(): string | undefined {
@@ -333,6 +358,10 @@ class BatchingSink implements EventSink {
 
   emit(event: JobEvent): void {
     if (this.terminated || this.#closed) return;
+    if (event.type === "progress") {
+      this.#progress = event;
+      return;
+    }
     if (this.controller.signal.aborted && !(event.type === "error" && this.abortReason)) return;
     this.#buffer.push(event);
     const firstOutput = isOutput(event) && !this.hadOutput;
@@ -353,7 +382,16 @@ class BatchingSink implements EventSink {
     return Math.min(this.loop.maxFlushMs, this.loop.flushMs * 2 ** Math.min(this.#batches, 10));
   }
 
+  /** Posts progress when nothing went out for most of PROGRESS_MS (posting also keeps the lease). */
+  #beat(): void {
+    if (this.terminated || this.#closed || this.controller.signal.aborted) return;
+    if (performance.now() - this.#lastPostAt < PROGRESS_MS - PROGRESS_TICK_MS) return;
+    this.#buffer.push(this.#progress ?? { type: "progress", phase: this.hadOutput ? "generate" : "prefill" });
+    this.#flush();
+  }
+
   #flush(): void {
+    this.#lastPostAt = performance.now();
     if (this.#buffer.length > 0) this.#batches++;
     clearTimeout(this.#timer);
     this.#timer = undefined;

@@ -33,6 +33,8 @@ import { FORCED_CALL_CLOSE, FORCED_CALL_OPEN, type OutputConstraint, outputConst
 import { FreeformCallSwitch } from "./freeform-switch.ts";
 import { forcedFreeformGrammar } from "./freeform-grammar.ts";
 import { ModelOutputParser, type OutputEvent, StopSequenceMatcher } from "./tool-call-parser.ts";
+import { resumedTokens, unseen } from "./continuation.ts";
+import { evaluateAhead } from "./prefill.ts";
 
 export interface LlamaEngineOptions {
   modelPath: string;
@@ -87,6 +89,7 @@ interface Loaded {
 
 export class LlamaEngine implements Engine {
   readonly kind = "gpu" as const;
+  readonly resumesContinuations = true;
   private readonly options: LlamaEngineOptions;
   private llama?: Llama;
   private model?: LlamaModel;
@@ -208,13 +211,31 @@ export class LlamaEngine implements Engine {
       sink.emit({ type: "error", code: "invalid_request", message: (error as Error).message, retryable: false });
       return;
     }
+    const continuation = job.continuation;
+    if (continuation && constraint) {
+      // The grammar's state after the output so far cannot be rebuilt here.
+      sink.emit({
+        type: "error",
+        code: "continuation_unsupported",
+        message: "a grammar-constrained answer (JSON schema, forced tool call) cannot be resumed on another worker",
+        retryable: false,
+      });
+      return;
+    }
     const prompt = renderer.render(request, { offerTools: request.toolChoice !== "none" });
     const segments: PromptSegment[] = [...prompt.segments];
     // A constrained answer starts after any reasoning the template opened, and a forced call after its opener.
     if (constraint && prompt.endsInsideThink) segments.push({ text: "\n</think>\n\n", special: true });
     if (constraint?.kind === "tool_call") segments.push({ text: FORCED_CALL_OPEN, special: true });
-    const tokens = this.tokenize(model, segments);
-    const start = { type: "start", model: loaded.info.model, promptTokens: tokens.length } as const;
+    // A continuation evaluates the output so far after the prompt, exactly as the lost worker had it in context.
+    const resumed = continuation ? resumedTokens(model, continuation, prompt.endsInsideThink) : [];
+    const tokens = [...this.tokenize(model, segments), ...resumed];
+    const start = {
+      type: "start",
+      model: loaded.info.model,
+      promptTokens: tokens.length,
+      ...(continuation ? { continued: true } : {}),
+    } as const;
     if (job.mode === "count_tokens") {
       sink.emit(start);
       sink.emit({ type: "done", finishReason: "stop" });
@@ -257,12 +278,36 @@ export class LlamaEngine implements Engine {
       if (constraint?.kind === "tool_call") emitAll(parser.push(FORCED_CALL_OPEN));
       const grammarStops = grammar ? triggersOf(grammar) : [];
       const stops = new StopSequenceMatcher([...request.stop, ...grammarStops]);
-      const maxTokens = Math.min(request.maxTokens ?? Infinity, loaded.ctxSize - tokens.length);
+      const alreadyGenerated = continuation?.completionTokens ?? 0;
+      const requested = (request.maxTokens ?? Infinity) - alreadyGenerated;
+      const maxTokens = Math.min(requested, loaded.ctxSize - tokens.length);
       // Stopping at the context's end rather than at the caller's max_tokens is reported as such (Anthropic's
       // model_context_window_exceeded): Claude Code asks for 32k-64k tokens whatever the context.
-      const contextFull = maxTokens < (request.maxTokens ?? Infinity);
+      const contextFull = maxTokens < requested;
       const temperature = request.temperature ?? DEFAULT_TEMPERATURE;
       const detokenizer = new StreamingDetokenizer(model);
+      if (continuation) {
+        // Replays the output so far through the same detokenizer, stop matcher and parser, so their state is the
+        // lost worker's; only what the caller has not seen yet (text those held back) goes out.
+        const replayed: OutputEvent[] = [];
+        for (const token of resumed) replayed.push(...parser.push(stops.push(detokenizer.push(token)).text));
+        emitAll(unseen(replayed, continuation));
+        if (maxTokens <= 0) {
+          sink.emit({ type: "usage", usage: { promptTokens: tokens.length, completionTokens: 0, cachedTokens } });
+          sink.emit({ type: "done", finishReason: "length" });
+          return;
+        }
+      }
+      /** Tokens generated but not yet attached to an output event (see `tokens` in events.ts). */
+      let unattached: Token[] = [];
+      const emitWithTokens = (events: OutputEvent[]) => {
+        for (const event of events) {
+          if ((event.type === "text" || event.type === "reasoning") && unattached.length > 0) {
+            sink.emit({ ...event, tokens: unattached });
+            unattached = [];
+          } else sink.emit(event);
+        }
+      };
 
       let completionTokens = 0;
       /** Tokens that produced reasoning text (OpenAI's `reasoning_tokens`). */
@@ -278,10 +323,20 @@ export class LlamaEngine implements Engine {
         ...(request.seed !== undefined ? { seed: request.seed } : {}),
         ...(grammar ? { grammarEvaluationState: new LlamaGrammarEvaluationState({ model, grammar }) } : {}),
       });
+      // All but the last token now, reporting progress (prefill.ts); the last one is evaluated as generation starts.
+      const evaluated = await evaluateAhead(sequence, tokens, {
+        from: cachedTokens,
+        batch: loaded.context.batchSize,
+        stepFrom: continuation && temperature === 0 ? tokens.length - resumed.length : tokens.length,
+        signal,
+        progress: (done) =>
+          sink.emit({ type: "progress", phase: "prefill", promptTokensDone: done, promptTokens: tokens.length }),
+      });
+      if (signal.aborted) return emitCancelled(sink);
       // A call of a custom tool the model chose itself continues under the tool's grammar (freeform-switch.ts).
       const freeformSwitch = FreeformCallSwitch.for(request.tools, request.toolChoice);
       let switched = false;
-      let evaluation = sequence.evaluate(tokens.slice(cachedTokens), sampling(grammar));
+      let evaluation = sequence.evaluate(tokens.slice(evaluated), sampling(grammar));
       generation: for (;;) {
         for await (const token of evaluation) {
           if (completionTokens === 0) {
@@ -290,10 +345,12 @@ export class LlamaEngine implements Engine {
             if (sequence.needsCheckpoints) await sequence.takeCheckpoint();
           }
           completionTokens++;
+          unattached.push(token);
+          sink.emit({ type: "progress", phase: "generate", completionTokens });
           const { text, stop } = stops.push(detokenizer.push(token));
           const produced = parser.push(text);
           if (produced.some((event) => event.type === "reasoning")) reasoningTokens++;
-          emitAll(produced);
+          emitWithTokens(produced);
           if (stop !== undefined) {
             // A grammar's own end marker means the constrained value is complete: a plain stop.
             if (request.stop.includes(stop)) [finish, stopSequence] = ["stop_sequence", stop];
@@ -303,7 +360,7 @@ export class LlamaEngine implements Engine {
           if (signal.aborted) break generation;
           if (completionTokens >= maxTokens) {
             finish = "length";
-            emitAll(parser.push(stops.push(detokenizer.flush()).text + stops.flush()));
+            emitWithTokens(parser.push(stops.push(detokenizer.flush()).text + stops.flush()));
             break generation;
           }
           const rest = switched ? undefined : freeformSwitch?.observe(text, produced);

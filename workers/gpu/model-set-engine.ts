@@ -58,6 +58,8 @@ interface Served {
 
 export class ModelSetEngine implements Engine {
   readonly kind = "gpu" as const;
+  /** Chat jobs run on LlamaEngine, which resumes a lost worker's answer (continuations). */
+  readonly resumesContinuations = true;
   #llama?: Promise<Llama>;
   #served = new Map<string, Served>();
   #planned: ServedModel[] = [];

@@ -6,14 +6,15 @@
  */
 import type { IRequest } from "itty-router";
 import { z } from "zod";
-import { errorFromEvent, JobRun, json } from "../../dispatch/chat.ts";
+import { errorFromEvent } from "../../dispatch/chat.ts";
+import { JobRun, type JobTarget } from "../../dispatch/job-run.ts";
+import { json } from "../../http/responses.ts";
 import type { RouterContext } from "../../dispatch/context.ts";
 import { ApiError } from "../../http/errors.ts";
 import { assertModelServed, withModelNamed } from "../../policy/availability.ts";
 import { laneOf, resolveModel } from "../../policy/route.ts";
 import type { JobEvent } from "../../protocol/events.ts";
 import type { PolicyModel } from "../../protocol/worker-protocol.ts";
-import { StoreError } from "../../store/store.ts";
 
 /** OpenAI's own limit on inputs per request. */
 const MAX_INPUTS = 2048;
@@ -73,28 +74,21 @@ export async function handleEmbeddings(ctx: RouterContext, raw: unknown, signal:
   const input = inputsOf(request.input);
   const now = ctx.now();
   const id = crypto.randomUUID().replaceAll("-", "");
-  try {
-    await ctx.store.enqueue({
-      id,
-      lane: laneOf(model),
-      payload: {
-        id,
-        kind: "embedding",
-        model: model.name,
-        input,
-        ...(request.dimensions ? { dimensions: request.dimensions } : {}),
-      },
-      deadlineAt: now + ctx.config.jobTimeoutMs,
-      queueDeadlineAt: now + ctx.config.queueTimeoutMs,
-    });
-  } catch (err) {
-    if (err instanceof StoreError && err.code === "queue_full") {
-      throw new ApiError("overloaded", "The queue is full; retry shortly.", { retryAfterSeconds: 5 });
-    }
-    throw err;
-  }
-  ctx.metrics.jobQueued();
-  const job = withModelNamed(new JobRun(ctx, id, now), model.name);
+  // One job for the whole batch; a worker lost before it answered means the batch is simply queued again.
+  const target: JobTarget = {
+    lane: laneOf(model),
+    payload: (jobId) => ({
+      id: jobId,
+      kind: "embedding",
+      model: model.name,
+      input,
+      ...(request.dimensions ? { dimensions: request.dimensions } : {}),
+    }),
+    resumable: false,
+  };
+  const run = new JobRun(ctx, id, target, "generate", now);
+  await run.enqueue(id, undefined, now);
+  const job = withModelNamed(run, model.name);
   const onAbort = () => void job.cancel("caller_left").catch(() => {});
   signal.addEventListener("abort", onAbort, { once: true });
   const events: JobEvent[] = [];

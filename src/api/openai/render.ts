@@ -107,6 +107,7 @@ export class ChatChunkEncoder implements StreamEncoder {
       case "reasoning_signature":
       case "embedding": // embedding jobs only, never in a chat stream
       case "error":
+      case "progress":
       default: // the router's server-tool events (Anthropic blocks) have no Chat Completions form
         return "";
     }
