@@ -41,17 +41,23 @@ async function handWorker(t: RouterTarget, id: string) {
         waitMs: 0,
       }),
     });
-    return await response.json() as { policy: { version: string }; jobs: { id: string }[] };
+    return await response.json() as { policy: { version: string }; jobs: { id: string; leaseToken: string }[] };
   };
   const version = (await poll(0)).policy.version;
   let seq = 0;
+  // Each claimed job's lease token: the router accepts a job's events only with it.
+  const leases = new Map<string, string>();
   return {
-    claim: () => eventually(async () => (await poll(1, version)).jobs[0], 10_000, "a job for the hand worker"),
+    claim: async () => {
+      const job = await eventually(async () => (await poll(1, version)).jobs[0], 10_000, "a job for the hand worker");
+      leases.set(job.id, job.leaseToken);
+      return job;
+    },
     post: async (jobId: string, events: unknown[]) => {
       const response = await fetch(`${t.url}/worker/v1/jobs/${jobId}/events`, {
         method: "POST",
         headers: { authorization: `Bearer ${t.keys.admin}`, "content-type": "application/json" },
-        body: JSON.stringify({ workerId: id, seq, events }),
+        body: JSON.stringify({ workerId: id, leaseToken: leases.get(jobId) ?? "", seq, events }),
       });
       seq += events.length;
       return await response.json() as { cancelled?: boolean };
