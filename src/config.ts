@@ -8,7 +8,7 @@ import { formatDuration, parseDuration } from "./duration.ts";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
 import type { Policy } from "./protocol/worker-protocol.ts";
 import { DEFAULT_MODEL, RegistryError, resolvePolicyModel } from "./registry/registry.ts";
-import { parseRedisUrl, type UpstashConnection } from "./store/upstash-config.ts";
+import { parseRedisUrl, type UpstashConnection } from "./store/upstash/config.ts";
 
 export type Env = Record<string, string | undefined>;
 

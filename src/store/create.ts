@@ -5,7 +5,7 @@
 import type { RouterConfig } from "../config.ts";
 import { EmbeddedStore } from "./embedded.ts";
 import type { JobStore, StoreOptions } from "./store.ts";
-import { UpstashStore } from "./upstash.ts";
+import { UpstashStore } from "./upstash/store.ts";
 
 export function createStore(config: RouterConfig, options: Partial<StoreOptions> = {}): JobStore {
   const opts: Partial<StoreOptions> = { leaseMs: config.leaseMs, ...options };

@@ -8,7 +8,7 @@
  * Failures: Redis error replies become `RedisReplyError` (the caller decides, e.g. NOSCRIPT → EVAL); an unreachable
  * or refusing service becomes `StoreError("unavailable")`. Messages never contain the token.
  */
-import { StoreError } from "./store.ts";
+import { StoreError } from "../store.ts";
 
 export type RedisValue = string | number | null | RedisValue[];
 

@@ -2,11 +2,11 @@
  * Decoding what the Upstash store's scripts and stream reads answer (typed checks: a reply of the wrong shape is
  * a bug or a foreign key under our prefix, and fails loudly), and the per-event flags the append script reads.
  */
-import { requeueable } from "./shared.ts";
+import { requeueable } from "../shared.ts";
 import { z } from "zod";
-import { isOutput, JobEvent } from "../protocol/events.ts";
-import type { JobState, ReadResult } from "./store.ts";
-import type { RedisValue } from "./upstash-rest.ts";
+import { isOutput, JobEvent } from "../../protocol/events.ts";
+import type { JobState, ReadResult } from "../store.ts";
+import type { RedisValue } from "./rest.ts";
 
 /** One stored batch as a reader sees it; `prevId` chains it to the entry before ('' for the first). */
 export interface Entry {

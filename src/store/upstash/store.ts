@@ -1,8 +1,8 @@
 /**
  * The Upstash store: the JobStore on Upstash Redis over its REST API, shared by any number of router instances
  * (Deno processes, Workers isolates). Semantics are the embedded store's (src/store/embedded.ts); the conformance
- * suite holds both to them. Every step that must be atomic is ONE Lua script (src/store/lua/*); keys come from
- * src/store/keys.ts.
+ * suite holds both to them. Every step that must be atomic is ONE Lua script (src/store/upstash/lua/*); keys come from
+ * src/store/upstash/keys.ts.
  *
  * Cost is counted in commands (each is billed):
  * - a batch of events is one script call and one stream entry, whatever its size;
@@ -14,8 +14,8 @@
  * - waiters of this instance are also woken in-process: a batch posted through this instance reaches a reader
  *   here from memory (no command at all), a job enqueued here wakes a worker poll parked here at once.
  */
-import type { JobEvent } from "../protocol/events.ts";
-import type { WorkerJob } from "../protocol/worker-protocol.ts";
+import type { JobEvent } from "../../protocol/events.ts";
+import type { WorkerJob } from "../../protocol/worker-protocol.ts";
 import { keyPrefixes, type StoreKeys, storeKeys } from "./keys.ts";
 import { addCountersScript } from "./lua/add-counters.ts";
 import { appendEventsScript } from "./lua/append-events.ts";
@@ -26,7 +26,7 @@ import { fleetScript } from "./lua/fleet.ts";
 import { readEventsScript } from "./lua/read-events.ts";
 import { reapScript } from "./lua/reap.ts";
 import { ScriptRunner, ScriptStatus } from "./lua/runner.ts";
-import { cancelEvent, jobTopic, LANE_TOPIC_PREFIX, workerLostEvent } from "./shared.ts";
+import { cancelEvent, jobTopic, LANE_TOPIC_PREFIX, workerLostEvent } from "../shared.ts";
 import {
   type AppendResult,
   type CancelReason,
@@ -42,8 +42,8 @@ import {
   StoreError,
   type StoreOptions,
   type WorkerStatus,
-} from "./store.ts";
-import { RecentBatches } from "./upstash-recent.ts";
+} from "../store.ts";
+import { RecentBatches } from "./recent.ts";
 import {
   asArray,
   asNumber,
@@ -53,12 +53,12 @@ import {
   parseEntries,
   toRead,
   unknownJob,
-} from "./upstash-replies.ts";
-import { RedisReplyError, UpstashRest } from "./upstash-rest.ts";
-import { Wakeup } from "./wakeup.ts";
+} from "./replies.ts";
+import { RedisReplyError, UpstashRest } from "./rest.ts";
+import { Wakeup } from "../wakeup.ts";
 
 export interface UpstashStoreConfig {
-  /** The Upstash REST URL (see parseRedisUrl in upstash-config.ts). */
+  /** The Upstash REST URL (see parseRedisUrl in config.ts). */
   url: string;
   token: string;
   /** Key prefix (default "auxot"); keys are `<prefix>:v1:...`. */

@@ -9,7 +9,7 @@
  * variadic part (`ARGV[NAMED_ARGS + i]`). Shared Lua helpers declare the names they need; a script that includes
  * a helper without declaring them fails at module load, not in production.
  */
-import { RedisReplyError, type RedisValue, type UpstashRest } from "../upstash-rest.ts";
+import { RedisReplyError, type RedisValue, type UpstashRest } from "../rest.ts";
 
 /** Status codes scripts return as their first element (one enum for every script). */
 export const ScriptStatus = {
