@@ -55,7 +55,7 @@ import {
   unknownJob,
 } from "./replies.ts";
 import { RedisReplyError, UpstashRest } from "./rest.ts";
-import { Wakeup } from "../wakeup.ts";
+import { Wakeup, type WakeupDelivery } from "../wakeup.ts";
 
 export interface UpstashStoreConfig {
   /** The Upstash REST URL (see parseRedisUrl in config.ts). */
@@ -65,8 +65,13 @@ export interface UpstashStoreConfig {
   prefix?: string;
   options?: Partial<StoreOptions>;
   fetch?: typeof fetch;
-  /** Longest single blocking command in ms (default 20 s). */
+  /** Longest single blocking command in ms (default 60 s). */
   maxBlockMs?: number;
+  /**
+   * How same-instance wake-ups reach a waiter (src/store/wakeup.ts): "owned" where requests share an isolate but
+   * must not settle each other's promises (Cloudflare Workers), "direct" in one process (Deno; the default).
+   */
+  wakeups?: WakeupDelivery;
 }
 
 type RaceOutcome<T> = { kind: "local" } | { kind: "remote"; value: T } | { kind: "timeout" } | { kind: "fallback" };
@@ -108,7 +113,7 @@ export class UpstashStore implements JobStore {
   readonly #prefixes: ReturnType<typeof keyPrefixes>;
   readonly #opts: StoreOptions;
   readonly #maxBlockMs: number;
-  readonly #wakeup = new Wakeup();
+  readonly #wakeup: Wakeup;
   readonly #closing = new AbortController();
   /** Batches stored through this instance: local readers take them from here. */
   readonly #recent = new RecentBatches();
@@ -127,6 +132,7 @@ export class UpstashStore implements JobStore {
     this.#prefixes = keyPrefixes(this.#keys);
     this.#opts = { ...DEFAULT_STORE_OPTIONS, ...config.options };
     this.#maxBlockMs = config.maxBlockMs ?? MAX_BLOCK_MS;
+    this.#wakeup = new Wakeup(config.wakeups ?? "direct");
   }
 
   get commandCount(): number {
