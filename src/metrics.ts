@@ -120,7 +120,6 @@ export class Metrics {
   /** Each flush is a billed store command; 20 s stays inside Workers' 30 s waitUntil window after a response. */
   #flushIntervalMs = 20_000;
   #flushScheduled = false;
-  #flushing?: Promise<void>;
   /** Store commands already added to the store's sum (shared mode). */
   #commandsFlushed = 0;
 
@@ -199,11 +198,14 @@ export class Metrics {
     });
   }
 
-  /** Adds this instance's counter deltas to the store in one call (shared mode; no-op otherwise). */
+  /**
+   * Adds this instance's counter deltas to the store in one call (shared mode; no-op otherwise). Each call sends
+   * the deltas counted so far itself: callers never share an in-flight flush, since on Workers a request must not
+   * wait on a promise another request settles.
+   */
   flush(): Promise<void> {
     if (!this.#shared || !this.#store) return Promise.resolve();
-    this.#flushing ??= this.#flushNow().finally(() => this.#flushing = undefined);
-    return this.#flushing;
+    return this.#flushNow();
   }
 
   /**

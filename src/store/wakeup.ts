@@ -21,6 +21,7 @@ export const OWNED_TICK_MS = 20;
 
 interface Waiter {
   woken: boolean;
+  topics: string[];
   /** Direct mode: ends the wait now. */
   wake?: () => void;
 }
@@ -38,7 +39,7 @@ export class Wakeup {
   /** Resolves `true` when notified, `false` on timeout or abort. */
   wait(topics: string[], ms: number, signal?: AbortSignal): Promise<boolean> {
     if (ms <= 0 || signal?.aborted) return Promise.resolve(false);
-    const waiter: Waiter = { woken: false };
+    const waiter: Waiter = { woken: false, topics };
     const park = () => {
       for (const topic of topics) {
         let set = this.#waiters.get(topic);
@@ -46,13 +47,7 @@ export class Wakeup {
         set.add(waiter);
       }
     };
-    const unpark = () => {
-      for (const topic of topics) {
-        const set = this.#waiters.get(topic);
-        set?.delete(waiter);
-        if (set?.size === 0) this.#waiters.delete(topic);
-      }
-    };
+    const unpark = () => this.#unpark(waiter);
     if (this.delivery === "owned") {
       return new Promise((resolve) => {
         const until = performance.now() + ms;
@@ -84,13 +79,26 @@ export class Wakeup {
     });
   }
 
-  /** Wakes every waiter of `topic` (owned mode: marks them; each one's own tick ends its wait). */
+  /**
+   * Wakes every waiter of `topic` (owned mode: marks them; each one's own tick ends its wait). Marked waiters leave
+   * the table here: on workerd a request whose client went away simply stops (its signal never fires, its timers
+   * never run), and its waiter must not stay parked forever.
+   */
   notify(topic: string): void {
     const set = this.#waiters.get(topic);
     if (!set) return;
     for (const waiter of [...set]) {
       waiter.woken = true;
+      this.#unpark(waiter);
       waiter.wake?.();
+    }
+  }
+
+  #unpark(waiter: Waiter): void {
+    for (const topic of waiter.topics) {
+      const set = this.#waiters.get(topic);
+      set?.delete(waiter);
+      if (set?.size === 0) this.#waiters.delete(topic);
     }
   }
 

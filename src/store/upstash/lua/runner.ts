@@ -64,16 +64,19 @@ export function defineScript<const K extends string, const A extends string>(def
   return { name, keys, args, source };
 }
 
-const shaCache = new Map<string, Promise<string>>();
+/**
+ * Script digests, cached as strings: a cached promise would be created by one request and awaited by others, which
+ * Workers forbid (a request must never wait on a promise another request settles). Two requests may both compute
+ * a digest the first time; that is cheap.
+ */
+const shaCache = new Map<string, string>();
 
-function sha1(source: string): Promise<string> {
-  let sha = shaCache.get(source);
-  if (!sha) {
-    sha = crypto.subtle.digest("SHA-1", new TextEncoder().encode(source)).then((digest) =>
-      [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("")
-    );
-    shaCache.set(source, sha);
-  }
+async function sha1(source: string): Promise<string> {
+  const cached = shaCache.get(source);
+  if (cached) return cached;
+  const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(source));
+  const sha = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  shaCache.set(source, sha);
   return sha;
 }
 
