@@ -15,7 +15,13 @@ export function createStore(
 ): JobStore {
   const opts: Partial<StoreOptions> = { leaseMs: config.leaseMs, ...options };
   if (config.redis) {
-    return new UpstashStore({ url: config.redis.url, token: config.redis.token, options: opts, ...runtime });
+    return new UpstashStore({
+      url: config.redis.url,
+      token: config.redis.token,
+      options: opts,
+      lazySweeps: true,
+      ...runtime,
+    });
   }
   // In one process a caller reads its job's last events within moments of the end: keeping finished jobs (payload
   // and events) for a minute made memory follow throughput (~650 MB at ~870 requests/s).

@@ -91,7 +91,13 @@ export async function runConcurrency(stack: WorkersStack, shape: ConcurrencyShap
         const words = uniqueWords(`${run}${stream ? "s" : "n"}${round}`, i, shape.words);
         outcomes.push(
           stream
-            ? await streamCall({ url: router.url, key: keys.api, flavour: "openai", words, deadlineMs: shape.deadlineMs })
+            ? await streamCall({
+              url: router.url,
+              key: keys.api,
+              flavour: "openai",
+              words,
+              deadlineMs: shape.deadlineMs,
+            })
             : await plainCall(router.url, keys.api, words, shape.deadlineMs),
         );
       }

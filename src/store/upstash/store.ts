@@ -4,28 +4,29 @@
  * suite holds both to them. Every step that must be atomic is ONE Lua script (src/store/upstash/lua/*); keys come from
  * src/store/upstash/keys.ts.
  *
- * Cost is counted in commands (each is billed):
+ * Pieces: claims.ts (worker polls), reads.ts (callers waiting for events), parts.ts (what they share and how they
+ * wait), rest.ts (REST client, retries), lua/ (one script per step), keys.ts (key table), replies.ts (decoders).
+ *
+ * Cost is counted in commands (each is billed; docs/deploy.md has the table):
  * - a batch of events is one script call and one stream entry, whatever its size;
- * - a caller waiting for events uses XREAD BLOCK on the job's stream (one command per batch it receives), and only
- *   every callerTimeoutMs/4 the read script that marks it alive;
- * - a parked worker poll uses BLPOP on its lanes' wake lists, so an idle worker costs a few commands a minute;
+ * - a caller reads batches posted through this instance from memory, others with one XREAD BLOCK per batch;
+ * - a parked worker poll uses BLPOP on its lanes' wake lists; an idle worker claims only for its heartbeat;
+ * - sweeps run at most every SWEEP_INTERVAL_MS per instance and not at all while the fleet is idle;
  * - blocking commands are bounded (maxBlockMs, 60 s) with an HTTP timeout longer than that, and if the service
  *   rejects them the store falls back to polling with backoff;
- * - waiters of this instance are also woken in-process: a batch posted through this instance reaches a reader
- *   here from memory (no command at all), a job enqueued here wakes a worker poll parked here at once.
+ * - every script is safe to repeat, and is retried through outages of a few seconds (rest.ts).
  */
 import type { JobEvent } from "../../protocol/events.ts";
-import type { WorkerJob } from "../../protocol/worker-protocol.ts";
-import { keyPrefixes, type StoreKeys, storeKeys } from "./keys.ts";
+import { Claims } from "./claims.ts";
 import { addCountersScript } from "./lua/add-counters.ts";
 import { appendEventsScript } from "./lua/append-events.ts";
 import { cancelScript } from "./lua/cancel.ts";
-import { claimScript } from "./lua/claim.ts";
 import { enqueueScript } from "./lua/enqueue.ts";
 import { fleetScript } from "./lua/fleet.ts";
-import { readEventsScript } from "./lua/read-events.ts";
 import { reapScript } from "./lua/reap.ts";
-import { ScriptRunner, ScriptStatus } from "./lua/runner.ts";
+import { ScriptStatus } from "./lua/runner.ts";
+import { UpstashParts, WAKE_CAP, WAKE_TTL_MS } from "./parts.ts";
+import { Reads } from "./reads.ts";
 import { cancelEvent, jobTopic, LANE_TOPIC_PREFIX, workerLostEvent } from "../shared.ts";
 import {
   type AppendResult,
@@ -43,19 +44,8 @@ import {
   type StoreOptions,
   type WorkerStatus,
 } from "../store.ts";
-import { RecentBatches } from "./recent.ts";
-import {
-  asArray,
-  asNumber,
-  asState,
-  asString,
-  eventFlag,
-  parseEntries,
-  toRead,
-  unknownJob,
-} from "./replies.ts";
-import { RedisReplyError, UpstashRest } from "./rest.ts";
-import { Wakeup, type WakeupDelivery } from "../wakeup.ts";
+import { asArray, asNumber, asState, asString, eventFlag } from "./replies.ts";
+import type { WakeupDelivery } from "../wakeup.ts";
 
 export interface UpstashStoreConfig {
   /** The Upstash REST URL (see parseRedisUrl in config.ts). */
@@ -72,71 +62,86 @@ export interface UpstashStoreConfig {
    * must not settle each other's promises (Cloudflare Workers), "direct" in one process (Deno; the default).
    */
   wakeups?: WakeupDelivery;
+  /**
+   * The router's sweeps (`reap`, called on traffic) skip while this instance swept less than SWEEP_INTERVAL_MS ago
+   * or its last sweep found nothing live and it has seen no job since. Off by default: tests call reap to sweep.
+   */
+  lazySweeps?: boolean;
+  /** How long each step is retried through an outage (default 8 s: outages up to 5 s fail no request). */
+  retryBudgetMs?: number;
 }
 
-type RaceOutcome<T> = { kind: "local" } | { kind: "remote"; value: T } | { kind: "timeout" } | { kind: "fallback" };
-
-/** One block covers a whole worker poll (AUXOT_POLL_WAIT, at most 60 s): two commands per idle poll. */
+/** One block covers a whole worker poll (AUXOT_POLL_WAIT, at most 60 s). */
 const MAX_BLOCK_MS = 60_000;
-/** Added to a blocking command's own timeout for its HTTP timeout. */
-const BLOCK_HTTP_MARGIN_MS = 10_000;
-/** Shorter waits are not worth a blocking command. */
-const MIN_WAIT_MS = 50;
-/** After a full blocking period, a remainder shorter than this is not worth another command. */
-const REMAINDER_MIN_MS = 500;
-/** Wake tokens kept per lane, and how long an unconsumed one lives. */
-const WAKE_CAP = 8;
-const WAKE_TTL_MS = 60_000;
-/** Stream entries (batches) returned by one read. */
-const READ_BATCH = 1_000;
 /** Items per index per reap call, and reap calls per sweep at most. */
 const REAP_BATCH = 200;
 const REAP_MAX_ROUNDS = 50;
 const REAP_LOCK_MS = 10_000;
-/** A reader whose job's batches come through this instance first waits this long in memory before XREAD. */
-const LOCAL_FIRST_MS = 1_000;
-/** Polling fallback (when blocking commands fail): first and longest pause between checks. */
-const POLL_MIN_MS = 250;
-const POLL_MAX_MS = 4_000;
-/** After a blocking command failed in transit, poll for this long before blocking again. */
-const BLOCKING_RETRY_MS = 60_000;
-/** Jobs whose reads are tracked here at most. */
-const TRACKED_READS = 10_000;
-
-const FINAL_STATES: ReadonlySet<JobState> = new Set(["done", "failed", "cancelled"]);
+/** Lazy sweeps (the router's): at most one per instance this often. */
+const SWEEP_INTERVAL_MS = 10_000;
+/**
+ * Workers unseen this long leave the fleet view. Longer than the embedded store's: an idle worker's poll claims (and
+ * so heartbeats) only every other 50 s poll (claims.ts), which is what keeps an idle worker under 2 commands a minute.
+ */
+const UPSTASH_WORKER_TTL_MS = 150_000;
 
 export class UpstashStore implements JobStore {
   readonly kind = "upstash" as const;
-  readonly #rest: UpstashRest;
-  readonly #scripts: ScriptRunner;
-  readonly #keys: StoreKeys;
-  readonly #prefixes: ReturnType<typeof keyPrefixes>;
-  readonly #opts: StoreOptions;
-  readonly #maxBlockMs: number;
-  readonly #wakeup: Wakeup;
-  readonly #closing = new AbortController();
-  /** Batches stored through this instance: local readers take them from here. */
-  readonly #recent = new RecentBatches();
-  /** Per job read here: when its caller was last marked alive in Redis, and the state last seen. */
-  readonly #reads = new Map<string, { markedAt: number; state: JobState }>();
-  /**
-   * Until when (performance.now()) waits poll instead of blocking: forever once the service rejected a blocking
-   * command, for BLOCKING_RETRY_MS after one failed in transit (a proxy cutting long requests looks like that).
-   */
-  #pollUntil = 0;
+  readonly #parts: UpstashParts;
+  readonly #claims: Claims;
+  readonly #reads: Reads;
+  readonly #lazySweeps: boolean;
+  /** Lazy sweeps: when this instance last swept, and whether that sweep left nothing live that it has not seen. */
+  #sweptAt = Number.NEGATIVE_INFINITY;
+  /** Of this instance's commands, those already added to the per-minute counts (addCounters). */
+  #commandsBucketed = 0;
+  #fleetIdle = false;
 
   constructor(config: UpstashStoreConfig) {
-    this.#rest = new UpstashRest({ url: config.url, token: config.token, fetch: config.fetch });
-    this.#scripts = new ScriptRunner(this.#rest);
-    this.#keys = storeKeys(config.prefix);
-    this.#prefixes = keyPrefixes(this.#keys);
-    this.#opts = { ...DEFAULT_STORE_OPTIONS, ...config.options };
-    this.#maxBlockMs = config.maxBlockMs ?? MAX_BLOCK_MS;
-    this.#wakeup = new Wakeup(config.wakeups ?? "direct");
+    this.#parts = new UpstashParts({
+      url: config.url,
+      token: config.token,
+      prefix: config.prefix,
+      options: { ...DEFAULT_STORE_OPTIONS, workerTtlMs: UPSTASH_WORKER_TTL_MS, ...config.options },
+      fetch: config.fetch,
+      maxBlockMs: config.maxBlockMs ?? MAX_BLOCK_MS,
+      wakeups: config.wakeups ?? "direct",
+      retryBudgetMs: config.retryBudgetMs,
+    });
+    this.#claims = new Claims(this.#parts);
+    this.#reads = new Reads(this.#parts);
+    this.#lazySweeps = config.lazySweeps ?? false;
+  }
+
+  get #rest() {
+    return this.#parts.rest;
+  }
+  get #scripts() {
+    return this.#parts.scripts;
+  }
+  get #keys() {
+    return this.#parts.keys;
+  }
+  get #prefixes() {
+    return this.#parts.prefixes;
+  }
+  get #opts() {
+    return this.#parts.opts;
+  }
+  get #wakeup() {
+    return this.#parts.wakeup;
+  }
+  get #recent() {
+    return this.#parts.recent;
   }
 
   get commandCount(): number {
-    return this.#rest.commandCount;
+    return this.#parts.rest.commandCount;
+  }
+
+  /** Store steps sent again after a transient failure. */
+  get retryCount(): number {
+    return this.#parts.rest.retryCount;
   }
 
   async enqueue(job: NewJob): Promise<void> {
@@ -164,6 +169,7 @@ export class UpstashStore implements JobStore {
         wakePrefix: this.#prefixes.wakePrefix,
         wakeCap: WAKE_CAP,
         wakeTtlMs: WAKE_TTL_MS,
+        token: crypto.randomUUID(),
       }),
       "enqueue",
     );
@@ -172,29 +178,20 @@ export class UpstashStore implements JobStore {
       throw new StoreError("queue_full", `queue "${job.lane}" is full (${asNumber(reply[1], "enqueue")} jobs)`);
     }
     if (status === ScriptStatus.duplicate) throw new Error(`job ${job.id} was already enqueued`);
+    this.#fleetIdle = false;
+    this.#reads.enqueued(job.id);
     this.#wakeup.notify(LANE_TOPIC_PREFIX + job.lane);
   }
 
   async claim(req: ClaimRequest): Promise<ClaimResult> {
-    const deadline = performance.now() + req.waitMs;
-    const signal = AbortSignal.any([this.#closing.signal, ...(req.signal ? [req.signal] : [])]);
-    let result = await this.#claimOnce(req, req.activeJobs);
-    const cancelled = result.cancelled;
-    const poll = { backoffMs: POLL_MIN_MS };
-    while (result.jobs.length === 0 && req.max > 0) {
-      const left = deadline - performance.now();
-      if (left < MIN_WAIT_MS || signal.aborted) break;
-      // A job held back for another worker's cached conversation becomes free for anyone at `heldUntil`.
-      const recheck = result.heldUntil > 0;
-      const waitMs = recheck ? Math.min(left, Math.max(result.heldUntil - this.#opts.now(), MIN_WAIT_MS)) : left;
-      const woken = await this.#waitForLanes(req.lanes, waitMs, signal, poll);
-      if (signal.aborted || (!woken && !recheck)) break;
-      result = await this.#claimOnce(req, []);
-    }
-    return { jobs: result.jobs, cancelled };
+    this.#fleetIdle = this.#fleetIdle && req.activeJobs.length === 0;
+    const result = await this.#claims.claim(req);
+    if (result.jobs.length > 0) this.#fleetIdle = false;
+    return result;
   }
 
   async appendEvents(jobId: string, workerId: string, seq: number, events: JobEvent[]): Promise<AppendResult> {
+    this.#fleetIdle = false;
     const k = this.#keys;
     const reply = asArray(
       await this.#scripts.run(appendEventsScript, {
@@ -242,31 +239,8 @@ export class UpstashStore implements JobStore {
     return { ok: true, cancelled: asNumber(cancelled, "append_events") === 1, next: asNumber(next, "append_events") };
   }
 
-  async readEvents(jobId: string, cursor: string, waitMs: number, signal?: AbortSignal): Promise<ReadResult> {
-    const deadline = performance.now() + waitMs;
-    const now = this.#opts.now();
-    const seen = this.#reads.get(jobId);
-    const markDue = !seen || FINAL_STATES.has(seen.state) ||
-      now - seen.markedAt >= this.#opts.callerTimeoutMs / 4;
-    if (!markDue) {
-      const local = this.#recent.after(jobId, cursor);
-      if (local) return this.#noteRead(jobId, local);
-    }
-    let state: JobState;
-    if (markDue) {
-      const read = await this.#readOnce(jobId, cursor);
-      if (read === null) {
-        this.#reads.delete(jobId);
-        return unknownJob(cursor);
-      }
-      this.#track(jobId, { markedAt: now, state: read.state });
-      if (read.events.length > 0 || FINAL_STATES.has(read.state)) return read;
-      state = read.state;
-    } else {
-      state = seen.state;
-    }
-    const waited = await this.#waitForEvents(jobId, cursor, deadline, signal);
-    return waited ? this.#noteRead(jobId, waited) : { events: [], cursor, state };
+  readEvents(jobId: string, cursor: string, waitMs: number, signal?: AbortSignal): Promise<ReadResult> {
+    return this.#reads.readEvents(jobId, cursor, waitMs, signal);
   }
 
   async cancel(jobId: string, reason: CancelReason): Promise<void> {
@@ -305,6 +279,13 @@ export class UpstashStore implements JobStore {
 
   async reap(): Promise<ReapResult> {
     const total: ReapResult = { requeued: 0, failed: 0, cancelled: 0, timedOut: 0 };
+    if (this.#lazySweeps) {
+      // Cheap at the edge: the router calls this on traffic; a sweep is worth a command only now and then, and
+      // not at all while nothing is queued or running (any job seen through this instance ends that).
+      const now = this.#opts.now();
+      if (this.#fleetIdle || now - this.#sweptAt < SWEEP_INTERVAL_MS) return total;
+      this.#sweptAt = now;
+    }
     const token = crypto.randomUUID();
     const k = this.#keys;
     const p = this.#prefixes;
@@ -345,7 +326,8 @@ export class UpstashStore implements JobStore {
         "reap",
       );
       if (asString(reply[0], "reap") === ScriptStatus.locked) break; // another instance is sweeping
-      const [, requeued, failed, cancelled, timedOut, more, touched] = reply;
+      const [, requeued, failed, cancelled, timedOut, more, touched, live] = reply;
+      this.#fleetIdle = asNumber(more, "reap") === 0 && asNumber(live, "reap") === 0;
       total.requeued += asNumber(requeued, "reap");
       total.failed += asNumber(failed, "reap");
       total.cancelled += asNumber(cancelled, "reap");
@@ -412,8 +394,35 @@ export class UpstashStore implements JobStore {
 
   async addCounters(deltas: Record<string, number>): Promise<void> {
     const pairs = Object.entries(deltas).filter(([, delta]) => delta !== 0 && Number.isFinite(delta));
-    if (pairs.length === 0) return;
-    await this.#scripts.run(addCountersScript, { counters: this.#keys.counters }, {}, pairs.flat());
+    const commands = this.commandCount - this.#commandsBucketed;
+    if (pairs.length === 0 && commands <= 0) return;
+    const now = this.#opts.now();
+    // The same flush id on every retry of this call: a flush whose reply was lost is not added twice.
+    const flushId = crypto.randomUUID();
+    await this.#scripts.run(addCountersScript, {
+      counters: this.#keys.counters,
+      flushMark: this.#keys.countersFlush(flushId),
+      minutes: this.#keys.commandMinutes,
+    }, {
+      minute: Math.floor(now / 60_000),
+      commands: Math.max(0, commands),
+      minutesTtlMs: 2 * 3_600_000,
+    }, pairs.flat());
+    this.#commandsBucketed += Math.max(0, commands);
+  }
+
+  /**
+   * Store commands counted fleet-wide (as flushed by every instance with addCounters) in the last `minutes` whole
+   * minutes before the current one, plus the current one so far.
+   */
+  async commandsInLast(minutes: number): Promise<number> {
+    const current = Math.floor(this.#opts.now() / 60_000);
+    const fields = Array.from({ length: minutes + 1 }, (_, i) => String(current - i));
+    const values = asArray(
+      await this.#rest.command(["HMGET", this.#keys.commandMinutes, ...fields], { retry: true }),
+      "minutes",
+    );
+    return values.reduce<number>((sum, v) => sum + (v === null ? 0 : Number(v)), 0);
   }
 
   async readCounters(): Promise<Record<string, number>> {
@@ -424,222 +433,7 @@ export class UpstashStore implements JobStore {
   }
 
   close(): Promise<void> {
-    this.#closing.abort();
+    this.#parts.closing.abort();
     return Promise.resolve();
-  }
-
-  // --- claims ---------------------------------------------------------------------------------------------
-
-  async #claimOnce(
-    req: ClaimRequest,
-    activeJobs: string[],
-  ): Promise<{ jobs: WorkerJob[]; cancelled: string[]; heldUntil: number }> {
-    const k = this.#keys;
-    const p = this.#prefixes;
-    const now = this.#opts.now();
-    const conversations = req.worker.cachedConversations ?? [];
-    const reply = asArray(
-      await this.#scripts.run(claimScript, {
-        worker: k.worker(req.worker.id),
-        workers: k.workers,
-        workerConversations: k.workerConversations(req.worker.id),
-        conversationHolders: k.conversationHolders,
-        running: k.running,
-        queueDeadlines: k.queueDeadlines,
-        lanes: k.lanes,
-      }, {
-        workerId: req.worker.id,
-        info: JSON.stringify(req.worker),
-        free: req.worker.free,
-        now,
-        leaseMs: this.#opts.leaseMs,
-        workerTtlMs: this.#opts.workerTtlMs,
-        affinityWaitMs: this.#opts.affinityWaitMs,
-        max: Math.max(0, req.max),
-        jobPrefix: p.jobPrefix,
-        lanePrefix: p.lanePrefix,
-        affinityPrefix: p.affinityPrefix,
-        wakePrefix: p.wakePrefix,
-        workerPrefix: p.workerPrefix,
-        workerConversationsPrefix: p.workerConversationsPrefix,
-        activeCount: activeJobs.length,
-        laneCount: req.lanes.length,
-        conversationCount: conversations.length,
-      }, [...activeJobs, ...req.lanes, ...conversations]),
-      "claim",
-    );
-    const cancelled = asArray(reply[0], "claim").map((id) => asString(id, "claim"));
-    const jobs = asArray(reply[1], "claim").map((row) => {
-      const [, payload, attempt, deadlineAt] = asArray(row, "claim");
-      return {
-        ...JSON.parse(asString(payload, "claim")),
-        attempt: asNumber(attempt, "claim"),
-        deadlineMs: Math.max(0, asNumber(deadlineAt, "claim") - now),
-      } as WorkerJob;
-    });
-    return { jobs, cancelled, heldUntil: asNumber(reply[2], "claim") };
-  }
-
-  /** Waits up to `ms` for a job in one of the lanes; true when something may be claimable now. */
-  async #waitForLanes(lanes: string[], ms: number, signal: AbortSignal, poll: { backoffMs: number }): Promise<boolean> {
-    const topics = lanes.map((lane) => LANE_TOPIC_PREFIX + lane);
-    const wakeKeys = lanes.map((lane) => this.#keys.wake(lane));
-    const until = performance.now() + ms;
-    for (let round = 0;; round++) {
-      const left = until - performance.now();
-      if (left < (round === 0 ? MIN_WAIT_MS : REMAINDER_MIN_MS) || signal.aborted) return false;
-      if (performance.now() < this.#pollUntil || wakeKeys.length === 0) {
-        const woken = await this.#wakeup.wait(topics, Math.min(left, poll.backoffMs), signal);
-        poll.backoffMs = Math.min(poll.backoffMs * 2, POLL_MAX_MS);
-        return woken || !signal.aborted;
-      }
-      const blockMs = Math.min(left, this.#maxBlockMs);
-      const outcome = await this.#race(topics, blockMs, signal, async (abort) => {
-        const popped = await this.#rest.command(["BLPOP", ...wakeKeys, (blockMs / 1000).toFixed(3)], {
-          signal: abort,
-          timeoutMs: blockMs + BLOCK_HTTP_MARGIN_MS,
-        });
-        return popped === null ? null : true;
-      });
-      if (outcome.kind !== "timeout") return !signal.aborted;
-    }
-  }
-
-  // --- reads ----------------------------------------------------------------------------------------------
-
-  /** The read script: batches after `cursor` and the job's state; null for an unknown job. */
-  async #readOnce(jobId: string, cursor: string): Promise<ReadResult | null> {
-    const k = this.#keys;
-    const reply = asArray(
-      await this.#scripts.run(
-        readEventsScript,
-        { job: k.job(jobId), events: k.events(jobId), callers: k.callers },
-        { id: jobId, cursor, now: this.#opts.now(), count: READ_BATCH },
-      ),
-      "read_events",
-    );
-    if (asString(reply[0], "read_events") === ScriptStatus.unknownJob) return null;
-    const entries = parseEntries(reply[2], cursor);
-    return entries.length > 0 ? toRead(entries) : { events: [], cursor, state: asState(reply[1]) };
-  }
-
-  /**
-   * Waits for batches after `cursor` until `deadline` (performance.now()); null when none came. Polling (when
-   * blocking is off) uses the read script, which also keeps the caller marked alive.
-   */
-  async #waitForEvents(
-    jobId: string,
-    cursor: string,
-    deadline: number,
-    external?: AbortSignal,
-  ): Promise<ReadResult | null> {
-    const signal = AbortSignal.any([this.#closing.signal, ...(external ? [external] : [])]);
-    const topics = [jobTopic(jobId)];
-    const eventsKey = this.#keys.events(jobId);
-    let backoffMs = POLL_MIN_MS;
-    for (let round = 0;; round++) {
-      const left = deadline - performance.now();
-      if (left < (round === 0 ? MIN_WAIT_MS : REMAINDER_MIN_MS) || signal.aborted) return null;
-      // Its worker posts through this instance: the next batch will most likely arrive here, in memory.
-      if (this.#recent.has(jobId)) {
-        const woken = await this.#wakeup.wait(topics, Math.min(left, LOCAL_FIRST_MS), signal);
-        const local = this.#recent.after(jobId, cursor);
-        if (local) return local;
-        if (!woken) {
-          if (deadline - performance.now() < MIN_WAIT_MS || signal.aborted) return null;
-          this.#recent.delete(jobId); // its batches now come through another instance
-        }
-      }
-      const remaining = deadline - performance.now();
-      if (remaining < MIN_WAIT_MS) return null;
-      if (performance.now() < this.#pollUntil) {
-        await this.#wakeup.wait(topics, Math.min(remaining, backoffMs), signal);
-        backoffMs = Math.min(Math.max(backoffMs * 2, POLL_MIN_MS), POLL_MAX_MS);
-        const local = this.#recent.after(jobId, cursor);
-        if (local) return local;
-        if (signal.aborted) return null;
-        const polled = await this.#readOnce(jobId, cursor);
-        if (polled === null) return unknownJob(cursor);
-        if (polled.events.length > 0 || FINAL_STATES.has(polled.state)) return polled;
-        continue;
-      }
-      const blockMs = Math.min(remaining, this.#maxBlockMs);
-      const outcome = await this.#race(
-        topics,
-        blockMs,
-        signal,
-        (abort) => this.#xread(eventsKey, cursor, blockMs, abort),
-      );
-      if (outcome.kind === "remote") return outcome.value;
-      if (outcome.kind === "local") {
-        const local = this.#recent.after(jobId, cursor);
-        if (local) return local;
-      }
-      if (outcome.kind === "fallback") backoffMs = 0; // check again at once, by polling
-    }
-  }
-
-  /** XREAD of the batches after `cursor`, blocking up to `blockMs` (0 = answer at once); null when none. */
-  async #xread(eventsKey: string, cursor: string, blockMs: number, signal: AbortSignal): Promise<ReadResult | null> {
-    const block = blockMs > 0 ? ["BLOCK", Math.ceil(blockMs)] : [];
-    const reply = await this.#rest.command(
-      ["XREAD", "COUNT", READ_BATCH, ...block, "STREAMS", eventsKey, cursor === "" ? "0-0" : cursor],
-      { signal, timeoutMs: blockMs > 0 ? blockMs + BLOCK_HTTP_MARGIN_MS : undefined },
-    );
-    if (reply === null) return null;
-    const [stream] = asArray(reply, "xread");
-    const entries = parseEntries(asArray(stream, "xread")[1], cursor);
-    return entries.length > 0 ? toRead(entries) : null;
-  }
-
-  #noteRead(jobId: string, read: ReadResult): ReadResult {
-    const seen = this.#reads.get(jobId);
-    if (seen) seen.state = read.state;
-    return read;
-  }
-
-  #track(jobId: string, read: { markedAt: number; state: JobState }): void {
-    this.#reads.delete(jobId);
-    this.#reads.set(jobId, read);
-    if (this.#reads.size > TRACKED_READS) this.#reads.delete(this.#reads.keys().next().value!);
-  }
-
-  /**
-   * Waits for whichever comes first: an in-process wake-up on `topics`, or the blocking command `remote`
-   * (which must end within about `ms`). The loser is aborted and awaited, so no request outlives the wait.
-   */
-  async #race<T>(
-    topics: string[],
-    ms: number,
-    signal: AbortSignal,
-    remote: (abort: AbortSignal) => Promise<T | null>,
-  ): Promise<RaceOutcome<T>> {
-    const abort = new AbortController();
-    const stop = () => abort.abort();
-    signal.addEventListener("abort", stop, { once: true });
-    const local = this.#wakeup.wait(topics, ms, abort.signal);
-    const pending = remote(abort.signal);
-    try {
-      return await new Promise<RaceOutcome<T>>((resolve, reject) => {
-        local.then((woken) => woken && resolve({ kind: "local" }));
-        pending.then(
-          (value) => resolve(value === null ? { kind: "timeout" } : { kind: "remote", value }),
-          (err) => {
-            if (abort.signal.aborted) return resolve({ kind: "timeout" });
-            if (!(err instanceof RedisReplyError || err instanceof StoreError)) return reject(err);
-            // Refused by the service: poll from now on. Failed in transit: poll for a while. Either way the caller
-            // checks again at once with an ordinary command, which reports a real outage as an error.
-            this.#pollUntil = err instanceof RedisReplyError
-              ? Number.POSITIVE_INFINITY
-              : performance.now() + BLOCKING_RETRY_MS;
-            resolve({ kind: "fallback" });
-          },
-        );
-      });
-    } finally {
-      abort.abort();
-      signal.removeEventListener("abort", stop);
-      await Promise.allSettled([local, pending]);
-    }
   }
 }

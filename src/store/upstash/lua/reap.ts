@@ -7,7 +7,8 @@
  * ARGV  token, lockMs, now, callerTimeoutMs, workerTtlMs, finishedTtlMs, batch, jobPrefix, eventsPrefix,
  *       lanePrefix, affinityPrefix, wakePrefix, wakeCap, wakeTtlMs, workerPrefix, workerConversationsPrefix,
  *       timeoutEvent, queueTimeoutEvent, callerLeftEvent, workerLostEvent (event JSON texts)
- * Returns {'locked'} | {'ok', requeued, failed, cancelled, timedOut, more (0|1), touched}
+ * Returns {'locked'} | {'ok', requeued, failed, cancelled, timedOut, more (0|1), touched, live}
+ *   live = jobs still queued or running after the sweep (0: nothing left to sweep until a new job).
  *   touched = flat {kind, jobId, lane, ...} with kind 'requeued' | 'ended' (for in-process wake-ups).
  * Guard: `SET lock token NX PX lockMs` — while another instance's sweep holds the lock this answers 'locked' and
  *   does nothing. The holder keeps it while `more` = 1 (it calls again with the same token) and deletes it when
@@ -142,6 +143,7 @@ for _, workerId in ipairs(due(KEY_workers, now - tonumber(ARG_workerTtlMs))) do
 end
 
 if more == 0 then redis.call('DEL', KEY_lock) end
-return {'ok', requeued, failed, cancelled, timedOut, more, touched}
+local live = redis.call('ZCARD', KEY_deadlines) + redis.call('ZCARD', KEY_running)
+return {'ok', requeued, failed, cancelled, timedOut, more, touched, live}
 `,
 });

@@ -1,7 +1,8 @@
 /**
  * Lua scripts as string modules (Workers have no file system) and the runner that calls them: EVALSHA with the
  * SHA1 computed once per script (crypto.subtle), falling back to EVAL when Redis answers NOSCRIPT (a restarted or
- * flushed server), which also loads the script for the next call.
+ * flushed server), which also loads the script for the next call. Every script is written to be safe to repeat, so
+ * the runner lets the REST client retry it through short outages.
  *
  * KEYS and ARGV are named, not positional: `defineScript` turns the declared names into Lua locals (`KEY_job`,
  * `ARG_now`, ...) at the top of the source, and `ScriptRunner.run` orders the caller's named values the same way,
@@ -97,13 +98,13 @@ export class ScriptRunner {
     const argList = [...script.args.map((arg) => args[arg]), ...variadic];
     const sha = await sha1(script.source);
     try {
-      return await this.#rest.command(["EVALSHA", sha, keyList.length, ...keyList, ...argList]);
+      return await this.#rest.command(["EVALSHA", sha, keyList.length, ...keyList, ...argList], { retry: true });
     } catch (err) {
       if (!(err instanceof RedisReplyError)) throw err;
       if (!err.message.startsWith("NOSCRIPT")) throw scriptError(script.name, err);
     }
     try {
-      return await this.#rest.command(["EVAL", script.source, keyList.length, ...keyList, ...argList]);
+      return await this.#rest.command(["EVAL", script.source, keyList.length, ...keyList, ...argList], { retry: true });
     } catch (err) {
       throw err instanceof RedisReplyError ? scriptError(script.name, err) : err;
     }
