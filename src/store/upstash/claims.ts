@@ -2,11 +2,15 @@
  * Worker polls on the Upstash store: the claim script (heartbeat, leases, cancellations, jobs handed out) and the
  * parked wait between claims (BLPOP on the lanes' wake lists, raced against in-process wake-ups).
  *
- * What an idle worker costs: a poll whose worker ran nothing and found nothing on its last claim through this
- * instance does not claim again before waiting — any job enqueued since left a wake token, which its BLPOP takes at
- * once. After an un-woken wait it claims only when its heartbeat is due (half the worker TTL): with 50 s polls and
- * the Upstash store's 150 s worker TTL, an idle worker costs 2 BLPOPs and 1 claim per 100 s (1.8 commands a minute).
- * Where polls land on instances that do not know the worker (other isolates), each poll simply claims first.
+ * Cost: a poll claims first only when its last claim through this instance may have left something behind.
+ * When that claim left the lanes empty and held no job back for another worker, and anything enqueued
+ * or re-queued since left a wake token: the poll waits first (one BLPOP, which takes such a token at once) and
+ * claims after the wait — when woken, when it runs jobs (their leases and cancellations), or when its heartbeat is
+ * due (half the worker TTL). So a worker busy with one request after another costs one claim and one BLPOP per
+ * request, and an idle one, with 50 s polls and the Upstash store's 150 s worker TTL, 2 BLPOPs and 1 claim per
+ * 100 s (1.8 commands a minute). Leases of running jobs are kept by the worker's own posts (a heartbeat post every
+ * third of the lease) while it waits. Where polls land on instances that do not know the worker (other isolates),
+ * each poll simply claims first.
  */
 import type { WorkerJob } from "../../protocol/worker-protocol.ts";
 import { LANE_TOPIC_PREFIX } from "../shared.ts";
@@ -24,23 +28,30 @@ import {
 } from "./parts.ts";
 import { asArray, asNumber, asString } from "./replies.ts";
 
-/** A claim must land this long before the worker's TTL runs out, even if the one after a wait fails. */
-const HEARTBEAT_MARGIN_MS = 10_000;
-/** Idle workers remembered per instance at most. */
-const IDLE_WORKERS = 10_000;
+/** Workers remembered per instance at most. */
+const DRAINED_WORKERS = 10_000;
+
+interface Drained {
+  /** When the claim ran (the store's clock): the worker's heartbeat, and its leases' renewal. */
+  at: number;
+  /** The jobs it held after that claim. */
+  leased: Set<string>;
+}
 
 interface ClaimOnce {
   jobs: WorkerJob[];
   cancelled: string[];
   heldUntil: number;
+  /** Jobs left queued in the lanes served after the claim. */
+  remaining: number;
   /** The store clock's time of the claim (the worker's heartbeat). */
   claimedAt: number;
 }
 
 export class Claims {
   readonly #parts: UpstashParts;
-  /** Workers whose last claim here found nothing and ran nothing: `${id}|${lanes}` → when that claim ran. */
-  readonly #idle = new Map<string, number>();
+  /** Per worker (and lanes): its last claim through this instance, when it left nothing claimable behind. */
+  readonly #drained = new Map<string, Drained>();
 
   constructor(parts: UpstashParts) {
     this.#parts = parts;
@@ -50,18 +61,18 @@ export class Claims {
     const opts = this.#parts.opts;
     const deadline = performance.now() + req.waitMs;
     const signal = this.#parts.signal(req.signal);
-    const idleKey = `${req.worker.id}|${req.lanes.join(",")}`;
-    const lastHeartbeat = this.#idle.get(idleKey);
-    const idle = req.activeJobs.length === 0 && req.max > 0 && req.waitMs >= MIN_WAIT_MS &&
-      lastHeartbeat !== undefined;
-    const sinceHeartbeat = () => opts.now() - (lastHeartbeat ?? 0);
+    const key = `${req.worker.id}|${req.lanes.join(",")}`;
+    const last = this.#drained.get(key);
     const poll = { backoffMs: POLL_MIN_MS };
 
-    // An idle worker that found nothing last time waits first: anything enqueued since left a wake token.
-    if (idle && sinceHeartbeat() + req.waitMs + HEARTBEAT_MARGIN_MS < opts.workerTtlMs && !this.#parts.polling) {
+    // Nothing to claim since this worker's last claim here: wait first (anything enqueued since left a wake token)
+    // and claim after the wait — when woken, when its running jobs need their leases and cancellations, or when
+    // its heartbeat is due. See the module comment.
+    if (last && this.#mayWaitFirst(req, last)) {
       const woken = await this.#waitForLanes(req.lanes, req.waitMs, signal, poll);
       if (signal.aborted) return { jobs: [], cancelled: [] };
-      if (!woken && sinceHeartbeat() < opts.workerTtlMs / 2) return { jobs: [], cancelled: [] };
+      const heartbeatDue = opts.now() - last.at >= opts.workerTtlMs / 2;
+      if (!woken && req.activeJobs.length === 0 && !heartbeatDue) return { jobs: [], cancelled: [] };
     }
 
     let result = await this.#claimOnce(req, req.activeJobs);
@@ -76,16 +87,31 @@ export class Claims {
       if (signal.aborted || (!woken && !recheck)) break;
       result = await this.#claimOnce(req, []);
     }
-    this.#remember(idleKey, req, result);
+    this.#drained.delete(key);
+    // Nothing left in the lanes and none held back: nothing more to give at that moment.
+    if (result.remaining === 0 && result.heldUntil === 0) {
+      const leased = new Set([
+        ...req.activeJobs.filter((id) => !cancelled.includes(id)),
+        ...result.jobs.map((j) => j.id),
+      ]);
+      this.#drained.set(key, { at: result.claimedAt, leased });
+      if (this.#drained.size > DRAINED_WORKERS) this.#drained.delete(this.#drained.keys().next().value!);
+    }
     return { jobs: result.jobs, cancelled };
   }
 
-  /** Notes whether this worker ended its poll idle-handed (see the module comment). */
-  #remember(idleKey: string, req: ClaimRequest, result: ClaimOnce): void {
-    this.#idle.delete(idleKey);
-    if (result.jobs.length > 0 || result.heldUntil > 0 || req.activeJobs.length > 0 || req.max === 0) return;
-    this.#idle.set(idleKey, result.claimedAt);
-    if (this.#idle.size > IDLE_WORKERS) this.#idle.delete(this.#idle.keys().next().value!);
+  /** Whether a poll may wait before claiming: see the module comment. */
+  #mayWaitFirst(req: ClaimRequest, last: Drained): boolean {
+    const opts = this.#parts.opts;
+    if (req.max <= 0 || req.waitMs < MIN_WAIT_MS || this.#parts.polling) return false;
+    const since = opts.now() - last.at;
+    if (req.activeJobs.length === 0) {
+      // The heartbeat claim after the wait must still land within the worker's TTL.
+      return since + req.waitMs + opts.workerTtlMs / 15 < opts.workerTtlMs;
+    }
+    // Running jobs: only those leased (or renewed) by that claim, moments ago. Their leases are kept by the
+    // worker's own posts meanwhile (a heartbeat post every third of the lease), and the claim after the wait.
+    return since < opts.leaseMs / 3 && req.activeJobs.every((id) => last.leased.has(id));
   }
 
   async #claimOnce(req: ClaimRequest, activeJobs: string[]): Promise<ClaimOnce> {
@@ -136,7 +162,13 @@ export class Claims {
         deadlineMs: Math.max(0, asNumber(deadlineAt, "claim") - now),
       } as WorkerJob;
     });
-    return { jobs, cancelled, heldUntil: asNumber(reply[2], "claim"), claimedAt: now };
+    return {
+      jobs,
+      cancelled,
+      heldUntil: asNumber(reply[2], "claim"),
+      remaining: asNumber(reply[3], "claim"),
+      claimedAt: now,
+    };
   }
 
   /** Waits up to `ms` for a job in one of the lanes; true when something may be claimable now. */

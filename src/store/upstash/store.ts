@@ -35,7 +35,6 @@ import {
   type ClaimResult,
   DEFAULT_STORE_OPTIONS,
   type FleetStatus,
-  type JobState,
   type JobStore,
   type NewJob,
   type ReadResult,
@@ -78,7 +77,7 @@ const REAP_BATCH = 200;
 const REAP_MAX_ROUNDS = 50;
 const REAP_LOCK_MS = 10_000;
 /** Lazy sweeps (the router's): at most one per instance this often. */
-const SWEEP_INTERVAL_MS = 10_000;
+const SWEEP_INTERVAL_MS = 30_000;
 /**
  * Workers unseen this long leave the fleet view. Longer than the embedded store's: an idle worker's poll claims (and
  * so heartbeats) only every other 50 s poll (claims.ts), which is what keeps an idle worker under 2 commands a minute.

@@ -11,9 +11,10 @@
  * Repeatable: a claim that handed out jobs keeps its reply under claim-reply:{id} (20 s at most, until the worker's
  *   next claim); a retry of the
  *   same call (same claimId) whose reply was lost gets the same jobs again instead of leaving them leased to no one.
- * Returns {cancelled, taken, heldUntil}: cancelled = active ids no longer running for this worker; taken =
+ * Returns {cancelled, taken, heldUntil, remaining}: cancelled = active ids no longer running for this worker; taken =
  *   {{id, payloadJson, attempt, deadlineAt}, ...}; heldUntil = earliest time a job skipped for affinity becomes
- *   free for anyone (0 = none skipped).
+ *   free for anyone (0 = none skipped); remaining = jobs left queued in the lanes served (0: nothing left to claim
+ *   now, so the worker's next poll may wait before claiming).
  * Side effects: worker:{id} {info, seen, free} and workers[id] = now (TTL workerTtlMs); the worker's conversation
  *   set and conversation-holders entries replaced; running[id] = now + leaseMs for its live jobs; a cancelled job
  *   whose worker hears of it here is released (worker field removed); each taken job: out of its lane, affinity
@@ -126,6 +127,7 @@ end
 -- hand out jobs
 local taken = {}
 local heldUntil = 0
+local remaining = 0
 
 local function take(lane, id)
   redis.call('LREM', ARG_lanePrefix .. lane, 1, id)
@@ -178,7 +180,9 @@ for _, lane in ipairs(lanes) do
       if not held then take(lane, id) end
     end
   end
-  if redis.call('LLEN', laneKey) == 0 then
+  local left = redis.call('LLEN', laneKey)
+  remaining = remaining + left
+  if left == 0 then
     redis.call('SREM', KEY_lanes, lane)
     redis.call('DEL', ARG_wakePrefix .. lane)
   elseif #taken > 0 then
@@ -188,8 +192,8 @@ end
 
 if #taken > 0 then
   local replyTtl = math.min(tonumber(ARG_workerTtlMs), 20000)
-  redis.call('SET', KEY_claimReply, ARG_claimId .. '|' .. cjson.encode({cancelled, taken, heldUntil}), 'PX', replyTtl)
+  redis.call('SET', KEY_claimReply, ARG_claimId .. '|' .. cjson.encode({cancelled, taken, heldUntil, remaining}), 'PX', replyTtl)
 end
-return {cancelled, taken, heldUntil}
+return {cancelled, taken, heldUntil, remaining}
 `,
 });
