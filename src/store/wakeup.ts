@@ -13,8 +13,10 @@
  *   waiter's OWN timer (a short tick set in its own context) sees the mark and resolves its own promise. Abort
  *   signals are read by that tick too, whatever context aborted them. A wake-up can only end a wait sooner; every
  *   wait ends by itself (its timeout) if no wake-up ever comes.
+ * - "off": no in-process wake-ups at all (every wait ends by its own blocking command or timer). Tests use it to
+ *   prove that wake-ups only ever make a wait end sooner.
  */
-export type WakeupDelivery = "direct" | "owned";
+export type WakeupDelivery = "direct" | "owned" | "off";
 
 /** How often an owned waiter looks at its mark: the most a same-instance wake-up is delayed. */
 export const OWNED_TICK_MS = 20;
@@ -85,6 +87,7 @@ export class Wakeup {
    * never run), and its waiter must not stay parked forever.
    */
   notify(topic: string): void {
+    if (this.delivery === "off") return;
     const set = this.#waiters.get(topic);
     if (!set) return;
     for (const waiter of [...set]) {

@@ -20,7 +20,7 @@ Deno.test(
         workers: 4,
         slotsPerWorker: 32,
         deadlineMs: 90_000,
-        durationMs: Number(Deno.env.get("AUXOT_TEST_DURATION_MS") ?? 0),
+        durationMs: Number(Deno.env.get("AUXOT_TEST_DURATION_MS") ?? 10_000),
       });
       console.log(JSON.stringify({ tally: result.tally, seconds: result.seconds.toFixed(1) }));
       assert.deepEqual(result.failures, []);
