@@ -358,10 +358,14 @@ export class UpstashStore implements JobStore {
     for (let i = 0; i + 1 < flat.length; i += 2) active.set(asString(flat[i], "fleet"), asNumber(flat[i + 1], "fleet"));
     const workers: WorkerStatus[] = asArray(reply[0], "fleet").map((row) => {
       const [id, info, seen] = asArray(row, "fleet");
+      const activeJobs = active.get(asString(id, "fleet")) ?? 0;
+      const reported = JSON.parse(asString(info, "fleet")) as WorkerStatus["info"];
+      // An idle worker heartbeats only now and then (claims.ts): its reported `free` may predate its last job's
+      // end. The jobs the store holds leased to it are current.
       return {
-        info: JSON.parse(asString(info, "fleet")),
+        info: { ...reported, free: Math.max(0, reported.slots - activeJobs) },
         lastSeenAt: asNumber(seen, "fleet"),
-        activeJobs: active.get(asString(id, "fleet")) ?? 0,
+        activeJobs,
       };
     });
     const queued: Record<string, number> = {};
