@@ -1,5 +1,5 @@
 /**
- * The waiting rule of the store (docs/operations.md, "Store: who owns a wait"): every waiting request owns its wait
+ * The waiting rule of the store (docs/store.md, "Who owns a wait"): every waiting request owns its wait
  * and in-process wake-ups may only end a wait sooner. Two router app instances share ONE Upstash store object, as
  * requests of one Workers isolate do, with in-process wake-ups switched off entirely; one instance is stopped while
  * its worker's poll is parked. Every request on the other instance still completes, exactly, by its own waits.

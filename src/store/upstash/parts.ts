@@ -2,7 +2,7 @@
  * What the pieces of the Upstash store share (REST client, scripts, keys, options, in-process wake-ups, recent
  * batches), and the one way they wait: `race`, a blocking Redis command raced against an in-process wake-up.
  *
- * The waiting rule (see docs/operations.md, "Store: who owns a wait"): every waiting request owns its wait — its
+ * The waiting rule (see docs/store.md, "Who owns a wait"): every waiting request owns its wait — its
  * own blocking command, or its own timer-driven poll — and an in-process wake-up may only make that wait end
  * sooner. Nothing here lets one request's promise be settled by another request's I/O: on Workers the wake-ups
  * are delivered through the waiter's own timer (src/store/wakeup.ts, "owned" mode).
