@@ -90,8 +90,8 @@ export class UpstashParts {
   }
 
   /**
-   * Waits for whichever comes first: an in-process wake-up on `topics`, or the blocking command `remote` (which
-   * must end within about `ms`). Both belong to the calling request: the wake-up is seen by its own wait, the
+   * Waits for whichever comes first: an in-process wake-up on `topics` (direct delivery only), or the blocking
+   * command `remote` (which must end within about `ms`). Both belong to the calling request: the wake-up is seen by its own wait, the
    * command is its own fetch. The loser is aborted and awaited, so no request outlives the wait.
    */
   async race<T>(
@@ -103,7 +103,12 @@ export class UpstashParts {
     const abort = new AbortController();
     const stop = () => abort.abort();
     signal.addEventListener("abort", stop, { once: true });
-    const local = this.wakeup.wait(topics, ms, abort.signal);
+    // Owned wake-ups are seen by a timer tick: not worth ticking through a whole blocking command, which ends by
+    // itself as soon as the notifier's write lands in Redis (on Workers a 50 s poll of ticks would also spend the
+    // request's CPU budget).
+    const local = this.wakeup.delivery === "direct"
+      ? this.wakeup.wait(topics, ms, abort.signal)
+      : Promise.resolve(false);
     const pending = remote(abort.signal);
     try {
       return await new Promise<RaceOutcome<T>>((resolve, reject) => {
