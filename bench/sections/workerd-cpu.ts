@@ -81,7 +81,7 @@ export async function workerdCpuSection(ctx: BenchContext): Promise<void> {
       {
         label: "chat, streaming, 500 tokens at 100/s",
         run: () => chat("words 500", true),
-        count: Math.max(2, n / 12),
+        count: Math.max(2, Math.ceil(n / 12)),
         chat: true,
       },
     ];
