@@ -7,7 +7,7 @@
  * (peer not installable, Upstash store missing) is reported loudly as not measured; the rest still runs.
  *
  *   deno task bench [--quick] [--no-peer-install] [--out FILE]
- *                   [--sections latency,streaming,throughput,commands,auth,inference]
+ *                   [--sections latency,streaming,throughput,commands,auth,inference,concurrency,cpu]
  */
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
@@ -16,6 +16,8 @@ import { machineLoad } from "./lib/proc-stats.ts";
 import { stopAll } from "./lib/process.ts";
 import { Report } from "./lib/report.ts";
 import { authSection } from "./sections/auth.ts";
+import { concurrencySection } from "./sections/concurrency.ts";
+import { workerdCpuSection } from "./sections/workerd-cpu.ts";
 import { inferenceSection } from "./sections/inference.ts";
 import { type LatencyFigures, latencySection } from "./sections/latency.ts";
 import { markIdle, reportStoreCommands, storeCommandsSection } from "./sections/store-commands.ts";
@@ -39,7 +41,7 @@ import {
   waitForWorkers,
 } from "./stack.ts";
 
-const SECTIONS = ["latency", "streaming", "throughput", "commands", "auth", "inference"] as const;
+const SECTIONS = ["latency", "streaming", "throughput", "commands", "auth", "inference", "concurrency", "cpu"] as const;
 type SectionName = typeof SECTIONS[number];
 
 function firstLine(err: unknown): string {
@@ -264,6 +266,8 @@ async function main(): Promise<number> {
     const idle = markIdle(ctx);
     if (wanted.has("auth")) await run("auth", () => authSection(ctx));
     if (wanted.has("inference")) await run("inference", () => inferenceSection(ctx));
+    if (wanted.has("concurrency")) await run("concurrency", () => concurrencySection(ctx));
+    if (wanted.has("cpu")) await run("cpu", () => workerdCpuSection(ctx));
     if (commands) {
       const remaining = settings.commands.minIdleMs - (Date.now() - idle.at);
       if (remaining > 0) {

@@ -9,7 +9,7 @@ import { formatDuration, parseDuration } from "./duration.ts";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
 import type { Policy } from "./protocol/worker-protocol.ts";
 import { DEFAULT_MODEL, findModel, RegistryError, resolvePolicyModel } from "./registry/registry.ts";
-import { parseRedisUrl, type UpstashConnection } from "./store/upstash-config.ts";
+import { parseRedisUrl, type UpstashConnection } from "./store/upstash/config.ts";
 import { checkDistinct, type ModelAlias, parseAliases, parseModelList } from "./policy/models.ts";
 
 export type Env = Record<string, string | undefined>;
@@ -59,7 +59,7 @@ export const DEFAULTS = {
   AUXOT_JOB_TIMEOUT: "5m",
   AUXOT_QUEUE_TIMEOUT: "2m",
   AUXOT_LEASE_TIMEOUT: "30s",
-  AUXOT_POLL_WAIT: "25s",
+  AUXOT_POLL_WAIT: "50s",
   AUXOT_WORKER_SILENCE: "5s",
   AUXOT_MAX_CONTINUATIONS: "2",
   AUXOT_MAX_BODY_BYTES: String(16 * 1024 * 1024),

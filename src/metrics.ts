@@ -98,6 +98,11 @@ const TOKENS_PER_SECOND = [1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 250, 500];
 
 export const STORE_COMMANDS = "auxot_store_commands_total";
 
+/** Series whose changes alone do not warrant a store command soon (an idle worker's polls). */
+const QUIET_SERIES = ['auxot_requests_total{api="worker"'];
+/** How often quiet deltas alone may cause a flush. */
+const QUIET_FLUSH_MS = 15 * 60_000;
+
 export interface Gauge {
   name: string;
   help: string;
@@ -121,14 +126,20 @@ export class Metrics {
   /** Each flush is a billed store command; 20 s stays inside Workers' 30 s waitUntil window after a response. */
   #flushIntervalMs = 20_000;
   #flushScheduled = false;
-  #flushing?: Promise<void>;
   /** Store commands already added to the store's sum (shared mode). */
   #commandsFlushed = 0;
+
+  /** Before this time (Date.now()), quiet deltas wait for the next flush rather than cause one. */
+  #quietFlushAt = 0;
 
   readonly #count = (key: string, by: number) => {
     if (!this.#shared) return;
     this.#pending.set(key, (this.#pending.get(key) ?? 0) + by);
-    this.#scheduleFlush();
+    // Worker polls are counted too, but an idle fleet must not pay a store command every 20 s for them: they ride
+    // along with the next flush, or cause one at most every QUIET_FLUSH_MS (no long timer: Workers would cut it).
+    if (!QUIET_SERIES.some((prefix) => key.startsWith(prefix)) || Date.now() >= this.#quietFlushAt) {
+      this.#scheduleFlush();
+    }
   };
 
   readonly requests = new Counter("auxot_requests_total", "HTTP requests by API and status", this.#count);
@@ -229,11 +240,14 @@ export class Metrics {
     });
   }
 
-  /** Adds this instance's counter deltas to the store in one call (shared mode; no-op otherwise). */
+  /**
+   * Adds this instance's counter deltas to the store in one call (shared mode; no-op otherwise). Each call sends
+   * the deltas counted so far itself: callers never share an in-flight flush, since on Workers a request must not
+   * wait on a promise another request settles.
+   */
   flush(): Promise<void> {
     if (!this.#shared || !this.#store) return Promise.resolve();
-    this.#flushing ??= this.#flushNow().finally(() => this.#flushing = undefined);
-    return this.#flushing;
+    return this.#flushNow();
   }
 
   /**
@@ -316,6 +330,7 @@ export class Metrics {
     if (commandsDelta > 0) deltas[seriesKey(STORE_COMMANDS, { store: store.kind })] = commandsDelta;
     if (Object.keys(deltas).length === 0) return;
     this.#commandsFlushed = commands;
+    this.#quietFlushAt = Date.now() + QUIET_FLUSH_MS;
     try {
       await store.addCounters(deltas);
     } catch (err) {

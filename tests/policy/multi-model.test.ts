@@ -9,7 +9,7 @@ import OpenAI from "openai";
 import { startWorkersStack } from "../fixtures/workers-stack.ts";
 import { startRedisServer } from "../fixtures/redis-server.ts";
 import { startUpstashBridge } from "../fixtures/upstash-bridge.ts";
-import { UpstashStore } from "../../src/store/upstash.ts";
+import { UpstashStore } from "../../src/store/upstash/store.ts";
 import { eventually, type RouterTarget, startDenoRouter, TEST_ENV, testKeys } from "../helpers/router.ts";
 import { spawnGpuWorker } from "../helpers/gpu-worker.ts";
 import { type ModelFiles, MULTI_MODEL_ENV, removeModels, startFleet, writeModels } from "./multi-model-fleet.ts";

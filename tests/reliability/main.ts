@@ -3,6 +3,7 @@
  * tables (docs/reliability.md keeps the latest). Every run is bounded in count and time and stays on 127.0.0.1.
  *
  *   deno task reliability [--quick] [--only faults,failover,multi,load,abuse,fuzz,secrets]
+ *                         [--fault bridge-outage,...] [--store embedded|upstash]   (one row of the faults table)
  *
  * --quick uses the CI sizes (under 2 minutes); the default sizes take about 10 minutes on 2 cores. Exits 1
  * when any run broke an invariant (a hung request, duplicated or truncated output, an error outside the API's shape,
@@ -20,7 +21,12 @@ import { MAX_FINISHED_TTL_MS, violations } from "./verdict.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { quick: { type: "boolean", default: false }, only: { type: "string" } },
+  options: {
+    quick: { type: "boolean", default: false },
+    only: { type: "string" },
+    fault: { type: "string" },
+    store: { type: "string" },
+  },
 });
 const quick = values.quick ?? false;
 const only = new Set((values.only ?? "faults,failover,multi,load,abuse,fuzz,secrets").split(","));
@@ -37,8 +43,10 @@ const mb = (n: number) => n.toFixed(0);
 
 if (only.has("faults")) {
   const runs: ScenarioFigures[] = [];
-  for (const store of ["embedded", "upstash"] as const) {
-    const kinds = quick ? ["mixed" as const] : [...faultsFor(store), "mixed" as const];
+  const stores = (["embedded", "upstash"] as const).filter((s) => !values.store || values.store === s);
+  for (const store of stores) {
+    const kinds = (quick ? ["mixed" as const] : [...faultsFor(store), "mixed" as const])
+      .filter((kind) => !values.fault || values.fault.split(",").includes(kind));
     for (const fault of kinds) {
       const requests = quick ? (store === "upstash" ? 170 : 110) : fault === "mixed" ? 300 : 400;
       console.error(`faults: ${store} / ${fault}: ${requests} requests...`);

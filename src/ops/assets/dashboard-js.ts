@@ -9,6 +9,9 @@ export const DASHBOARD_JS = String.raw`"use strict";
 (function () {
   var KEY_STORAGE = "auxot.adminKey";
   var POLL_MS = 2500;
+  /* On Upstash every refresh costs billed store commands (about three): refresh less often there. */
+  var POLL_UPSTASH_MS = 15000;
+  var pollMs = POLL_MS;
   var MAX_BACKOFF_MS = 30000;
   var HISTORY_POINTS = 120; /* about five minutes at POLL_MS */
 
@@ -108,7 +111,7 @@ export const DASHBOARD_JS = String.raw`"use strict";
         banner("");
         showApp();
         render(report);
-        schedule(POLL_MS);
+        schedule(pollMs);
       })
       .catch(function (err) {
         failures++;
@@ -161,6 +164,14 @@ export const DASHBOARD_JS = String.raw`"use strict";
     tile("requests", num(c.requests.total));
     tile("tokens", num(c.tokens.completion));
     tile("errors", num((c.jobs.failed || 0) + (c.jobs.timed_out || 0) + (c.jobs.queue_timeout || 0)));
+    pollMs = report.instance.store === "upstash" ? POLL_UPSTASH_MS : POLL_MS;
+    var cost = report.storeCost;
+    $("tile-store").hidden = !cost;
+    if (cost) {
+      tile("store", num(cost.commandsLastHour));
+      $("store-month").textContent = "≈ " + num(cost.projectedPerMonth) + " / month · " +
+        Math.round(cost.shareOfFreeTier * 100) + "% of the free tier (" + num(cost.freeTierPerMonth) + ")";
+    }
 
     chart("chart-throughput", history.map(function (p) { return p.tps; }));
     chart("chart-ttft", history.map(function (p) { return p.ttft; }));

@@ -3,26 +3,42 @@
  * up to `max` jobs handed out (FIFO per lane, with prompt-cache affinity).
  *
  * KEYS  worker (worker:{id}), workers, workerConversations (worker-conversations:{id}), conversationHolders,
- *       running, queueDeadlines, lanes
+ *       running, queueDeadlines, lanes, claimReply (claim-reply:{id})
  * ARGV  workerId, info (WorkerInfo JSON), free, now, leaseMs, workerTtlMs, affinityWaitMs, max, jobPrefix,
  *       lanePrefix, affinityPrefix, wakePrefix, workerPrefix, workerConversationsPrefix, activeCount, laneCount,
- *       conversationCount; then (variadic) the active job ids, the lanes served, the conversation keys cached
- * Returns {cancelled, taken, heldUntil}: cancelled = active ids no longer running for this worker; taken =
+ *       conversationCount, claimId (unique per claim call), wakeCap, wakeTtlMs; then (variadic) the active job ids,
+ *       the lanes served, the conversation keys cached
+ * Repeatable: a claim that handed out jobs keeps its reply under claim-reply:{id} (20 s at most, until the worker's
+ *   next claim); a retry of the
+ *   same call (same claimId) whose reply was lost gets the same jobs again instead of leaving them leased to no one.
+ * Returns {cancelled, taken, heldUntil, remaining}: cancelled = active ids no longer running for this worker; taken =
  *   {{id, payloadJson, attempt, deadlineAt}, ...}; heldUntil = earliest time a job skipped for affinity becomes
- *   free for anyone (0 = none skipped).
+ *   free for anyone (0 = none skipped); remaining = jobs left queued in the lanes served (0: nothing left to claim
+ *   now, so the worker's next poll may wait before claiming).
  * Side effects: worker:{id} {info, seen, free} and workers[id] = now (TTL workerTtlMs); the worker's conversation
  *   set and conversation-holders entries replaced; running[id] = now + leaseMs for its live jobs; a cancelled job
  *   whose worker hears of it here is released (worker field removed); each taken job: out of its lane, affinity
  *   and queue-deadline indexes, state running, worker set, next = 0, leased; a lane left empty is dropped from
- *   `lanes` with its wake tokens.
+ *   `lanes` with its wake tokens; a lane that still holds jobs after this claim gets a wake token, so a parked worker
+ *   whose wake-up this claim consumed is not left sleeping.
  * Affinity: jobs of conversations this worker caches go first; a job whose conversation another live worker with
  *   a free slot caches is skipped until enqueuedAt + affinityWaitMs.
  */
+import { WAKE_LANE } from "./helpers.ts";
 import { defineScript } from "./runner.ts";
 
 export const claimScript = defineScript({
   name: "claim",
-  keys: ["worker", "workers", "workerConversations", "conversationHolders", "running", "queueDeadlines", "lanes"],
+  keys: [
+    "worker",
+    "workers",
+    "workerConversations",
+    "conversationHolders",
+    "running",
+    "queueDeadlines",
+    "lanes",
+    "claimReply",
+  ],
   args: [
     "workerId",
     "info",
@@ -41,8 +57,21 @@ export const claimScript = defineScript({
     "activeCount",
     "laneCount",
     "conversationCount",
+    "claimId",
+    "wakeCap",
+    "wakeTtlMs",
   ],
+  helpers: [WAKE_LANE],
   body: `
+local prior = redis.call('GET', KEY_claimReply)
+if prior then
+  if string.sub(prior, 1, #ARG_claimId + 1) == ARG_claimId .. '|' then
+    return cjson.decode(string.sub(prior, #ARG_claimId + 2))
+  end
+  -- a new claim of this worker: the reply kept for a retry of the previous one is no longer needed
+  redis.call('DEL', KEY_claimReply)
+end
+
 local now = tonumber(ARG_now)
 local leaseUntil = now + tonumber(ARG_leaseMs)
 local workerTtl = tonumber(ARG_workerTtlMs)
@@ -98,6 +127,7 @@ end
 -- hand out jobs
 local taken = {}
 local heldUntil = 0
+local remaining = 0
 
 local function take(lane, id)
   redis.call('LREM', ARG_lanePrefix .. lane, 1, id)
@@ -150,12 +180,20 @@ for _, lane in ipairs(lanes) do
       if not held then take(lane, id) end
     end
   end
-  if redis.call('LLEN', laneKey) == 0 then
+  local left = redis.call('LLEN', laneKey)
+  remaining = remaining + left
+  if left == 0 then
     redis.call('SREM', KEY_lanes, lane)
     redis.call('DEL', ARG_wakePrefix .. lane)
+  elseif #taken > 0 then
+    wakeLane(lane)
   end
 end
 
-return {cancelled, taken, heldUntil}
+if #taken > 0 then
+  local replyTtl = math.min(tonumber(ARG_workerTtlMs), 20000)
+  redis.call('SET', KEY_claimReply, ARG_claimId .. '|' .. cjson.encode({cancelled, taken, heldUntil, remaining}), 'PX', replyTtl)
+end
+return {cancelled, taken, heldUntil, remaining}
 `,
 });

@@ -3,8 +3,8 @@
  * instance gets them without a Redis command. Bounded: RECENT_JOBS jobs (least recently written dropped first),
  * RECENT_ENTRIES batches per job.
  */
-import type { ReadResult } from "./store.ts";
-import { type Entry, toRead } from "./upstash-replies.ts";
+import type { ReadResult } from "../store.ts";
+import { type Entry, toRead } from "./replies.ts";
 
 const RECENT_JOBS = 1_000;
 const RECENT_ENTRIES = 64;

@@ -24,6 +24,9 @@
  * | reap-lock                 | string | REAP_LOCK_MS (`SET NX PX`: one sweeping instance)  | reap                                        |
  * | verified-key:{digest}     | string | the entry's ttlMs (`expiresAt|role`)               | none (GET / SET PX)                         |
  * | counters                  | hash   | none (fleet-wide metric name → running sum)        | add_counters (read with HGETALL)            |
+ * | counters-flush:{id}       | string | 2 min (marks a flush as applied: retries add nothing) | add_counters                             |
+ * | command-minutes           | hash   | 2 h (minute number → store commands counted in it) | add_counters (read with HMGET)              |
+ * | claim-reply:{worker}      | string | ≤ 20 s, until its next claim (the last claim that handed out jobs, for a retry) | claim            |
  *
  * Deadlines, leases and TTL decisions use the store's injectable clock (scores and fields hold those times); the
  * real-time TTLs above are a safety net so that nothing outlives its job even when no router sweeps.
@@ -42,6 +45,9 @@ export interface StoreKeys {
   worker(id: string): string;
   workerConversations(id: string): string;
   verifiedKey(digest: string): string;
+  countersFlush(id: string): string;
+  claimReply(workerId: string): string;
+  readonly commandMinutes: string;
   readonly lanes: string;
   readonly running: string;
   readonly deadlines: string;
@@ -66,6 +72,9 @@ export function storeKeys(prefix = "auxot"): StoreKeys {
     worker: (id) => `${root}worker:${id}`,
     workerConversations: (id) => `${root}worker-conversations:${id}`,
     verifiedKey: (digest) => `${root}verified-key:${digest}`,
+    countersFlush: (id) => `${root}counters-flush:${id}`,
+    claimReply: (workerId) => `${root}claim-reply:${workerId}`,
+    commandMinutes: `${root}command-minutes`,
     lanes: `${root}lanes`,
     running: `${root}running`,
     deadlines: `${root}deadlines`,

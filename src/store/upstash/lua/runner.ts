@@ -1,7 +1,8 @@
 /**
  * Lua scripts as string modules (Workers have no file system) and the runner that calls them: EVALSHA with the
  * SHA1 computed once per script (crypto.subtle), falling back to EVAL when Redis answers NOSCRIPT (a restarted or
- * flushed server), which also loads the script for the next call.
+ * flushed server), which also loads the script for the next call. Every script is written to be safe to repeat, so
+ * the runner lets the REST client retry it through short outages.
  *
  * KEYS and ARGV are named, not positional: `defineScript` turns the declared names into Lua locals (`KEY_job`,
  * `ARG_now`, ...) at the top of the source, and `ScriptRunner.run` orders the caller's named values the same way,
@@ -9,7 +10,7 @@
  * variadic part (`ARGV[NAMED_ARGS + i]`). Shared Lua helpers declare the names they need; a script that includes
  * a helper without declaring them fails at module load, not in production.
  */
-import { RedisReplyError, type RedisValue, type UpstashRest } from "../upstash-rest.ts";
+import { RedisReplyError, type RedisValue, type UpstashRest } from "../rest.ts";
 
 /** Status codes scripts return as their first element (one enum for every script). */
 export const ScriptStatus = {
@@ -64,16 +65,19 @@ export function defineScript<const K extends string, const A extends string>(def
   return { name, keys, args, source };
 }
 
-const shaCache = new Map<string, Promise<string>>();
+/**
+ * Script digests, cached as strings: a cached promise would be created by one request and awaited by others, which
+ * Workers forbid (a request must never wait on a promise another request settles). Two requests may both compute
+ * a digest the first time; that is cheap.
+ */
+const shaCache = new Map<string, string>();
 
-function sha1(source: string): Promise<string> {
-  let sha = shaCache.get(source);
-  if (!sha) {
-    sha = crypto.subtle.digest("SHA-1", new TextEncoder().encode(source)).then((digest) =>
-      [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("")
-    );
-    shaCache.set(source, sha);
-  }
+async function sha1(source: string): Promise<string> {
+  const cached = shaCache.get(source);
+  if (cached) return cached;
+  const digest = await crypto.subtle.digest("SHA-1", new TextEncoder().encode(source));
+  const sha = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  shaCache.set(source, sha);
   return sha;
 }
 
@@ -94,13 +98,13 @@ export class ScriptRunner {
     const argList = [...script.args.map((arg) => args[arg]), ...variadic];
     const sha = await sha1(script.source);
     try {
-      return await this.#rest.command(["EVALSHA", sha, keyList.length, ...keyList, ...argList]);
+      return await this.#rest.command(["EVALSHA", sha, keyList.length, ...keyList, ...argList], { retry: true });
     } catch (err) {
       if (!(err instanceof RedisReplyError)) throw err;
       if (!err.message.startsWith("NOSCRIPT")) throw scriptError(script.name, err);
     }
     try {
-      return await this.#rest.command(["EVAL", script.source, keyList.length, ...keyList, ...argList]);
+      return await this.#rest.command(["EVAL", script.source, keyList.length, ...keyList, ...argList], { retry: true });
     } catch (err) {
       throw err instanceof RedisReplyError ? scriptError(script.name, err) : err;
     }

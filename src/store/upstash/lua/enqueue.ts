@@ -3,8 +3,9 @@
  *
  * KEYS  job, lane, lanes, deadlines, queueDeadlines, callers, affinity (affinity:{lane})
  * ARGV  id, laneName, payload (JSON), deadlineAt, queueDeadlineAt, conversationKey ('' = none), now, maxQueued,
- *       safetyTtlMs, wakePrefix, wakeCap, wakeTtlMs
+ *       safetyTtlMs, wakePrefix, wakeCap, wakeTtlMs, token (unique per enqueue call)
  * Returns {'ok'} | {'queue_full', queuedNow} | {'duplicate'}
+ * Repeatable: a retry of this call (same token) whose first run stored the job answers 'ok' and changes nothing.
  * Side effects: job hash created (state queued, attempt 1, next 0) with a safety TTL; id pushed to the lane; lane
  *   added to `lanes`; deadline, queue-deadline and caller (seen now) indexes; affinity index if a conversation key;
  *   a wake token on wake:{lane}.
@@ -28,15 +29,21 @@ export const enqueueScript = defineScript({
     "wakePrefix",
     "wakeCap",
     "wakeTtlMs",
+    "token",
   ],
   helpers: [WAKE_LANE],
   body: `
+local existing = redis.call('HGET', KEY_job, 'token')
+if existing then
+  if existing == ARG_token then return {'ok'} end
+  return {'duplicate'}
+end
+if redis.call('EXISTS', KEY_job) == 1 then return {'duplicate'} end
 local queued = redis.call('LLEN', KEY_lane)
 if queued >= tonumber(ARG_maxQueued) then return {'queue_full', queued} end
-if redis.call('EXISTS', KEY_job) == 1 then return {'duplicate'} end
 redis.call('HSET', KEY_job, 'lane', ARG_laneName, 'payload', ARG_payload, 'deadlineAt', ARG_deadlineAt,
   'queueDeadlineAt', ARG_queueDeadlineAt, 'conv', ARG_conversationKey, 'state', 'queued', 'attempt', 1,
-  'enqueuedAt', ARG_now, 'next', 0, 'hasOutput', 0)
+  'enqueuedAt', ARG_now, 'next', 0, 'hasOutput', 0, 'token', ARG_token)
 redis.call('PEXPIRE', KEY_job, ARG_safetyTtlMs)
 redis.call('RPUSH', KEY_lane, ARG_id)
 redis.call('SADD', KEY_lanes, ARG_laneName)

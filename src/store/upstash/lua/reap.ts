@@ -7,7 +7,8 @@
  * ARGV  token, lockMs, now, callerTimeoutMs, workerTtlMs, finishedTtlMs, batch, jobPrefix, eventsPrefix,
  *       lanePrefix, affinityPrefix, wakePrefix, wakeCap, wakeTtlMs, workerPrefix, workerConversationsPrefix,
  *       timeoutEvent, queueTimeoutEvent, callerLeftEvent, workerLostEvent (event JSON texts)
- * Returns {'locked'} | {'ok', requeued, failed, cancelled, timedOut, more (0|1), touched}
+ * Returns {'locked'} | {'ok', requeued, failed, cancelled, timedOut, more (0|1), touched, live}
+ *   live = jobs still queued or running after the sweep (0: nothing left to sweep until a new job).
  *   touched = flat {kind, jobId, lane, ...} with kind 'requeued' | 'ended' (for in-process wake-ups).
  * Guard: `SET lock token NX PX lockMs` — while another instance's sweep holds the lock this answers 'locked' and
  *   does nothing. The holder keeps it while `more` = 1 (it calls again with the same token) and deletes it when
@@ -16,7 +17,8 @@
  *   past deadlineAt → cancelled "timeout"; queued past queueDeadlineAt → cancelled "queue_timeout"; caller silent
  *   for callerTimeoutMs → cancelled "caller_left"; lease expired → requeued (no output yet) or failed with the
  *   worker_lost event; finished for finishedTtlMs → job and events deleted; worker unseen for workerTtlMs → its
- *   keys deleted. Index entries whose job no longer exists are dropped.
+ *   keys deleted. Index entries whose job no longer exists are dropped. A lane holding jobs but no wake token gets
+ *   one (a poll that took a token and never claimed must not leave parked workers asleep).
  */
 import { ADD_ENTRY, CANCEL_JOB, FINISH_JOB, REMOVE_QUEUED, REQUEUE_JOB, WAKE_LANE } from "./helpers.ts";
 import { defineScript } from "./runner.ts";
@@ -141,7 +143,17 @@ for _, workerId in ipairs(due(KEY_workers, now - tonumber(ARG_workerTtlMs))) do
   redis.call('ZREM', KEY_workers, workerId)
 end
 
-if more == 0 then redis.call('DEL', KEY_lock) end
-return {'ok', requeued, failed, cancelled, timedOut, more, touched}
+if more == 0 then
+  redis.call('DEL', KEY_lock)
+  -- A lane holding jobs with no wake token: a token was taken by a poll that never claimed (its worker left, or its
+  -- reply was lost). Parked workers are woken again, so a lost token delays a job by one sweep at most.
+  for _, lane in ipairs(redis.call('SMEMBERS', KEY_lanes)) do
+    if redis.call('LLEN', ARG_lanePrefix .. lane) > 0 and redis.call('EXISTS', ARG_wakePrefix .. lane) == 0 then
+      wakeLane(lane)
+    end
+  end
+end
+local live = redis.call('ZCARD', KEY_deadlines) + redis.call('ZCARD', KEY_running)
+return {'ok', requeued, failed, cancelled, timedOut, more, touched, live}
 `,
 });

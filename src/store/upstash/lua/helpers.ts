@@ -45,7 +45,12 @@ export const FINISH_JOB: LuaHelper = {
   source: `
 local function finishJob(id, jobKey, eventsKey, state, now, keepWorker)
   redis.call('HSET', jobKey, 'state', state, 'finishedAt', now)
-  if not keepWorker then redis.call('HDEL', jobKey, 'worker') end
+  if not keepWorker then
+    -- who finished it: a retried post of that worker's last batch is then recognised as already stored
+    local worker = redis.call('HGET', jobKey, 'worker')
+    if worker then redis.call('HSET', jobKey, 'lastWorker', worker) end
+    redis.call('HDEL', jobKey, 'worker')
+  end
   redis.call('ZREM', KEY_running, id)
   redis.call('ZREM', KEY_deadlines, id)
   redis.call('ZREM', KEY_queueDeadlines, id)

@@ -10,6 +10,8 @@
  *       | {'ok', cancelled (0|1), next, acceptedFrom, acceptedCount, prevEntryId, entryId, state, requeuedLane}
  *   acceptedFrom is the 0-based index in the batch of the first stored event; entry ids are '' when none stored;
  *   state is the job's state after the batch ('queued' when it was requeued, then requeuedLane is its lane).
+ * Repeatable: events before `next` were stored by an earlier run of this post (its reply lost) and are skipped; a
+ *   retried final batch of a job this worker already ended answers ok with nothing stored.
  * Side effects: events before `next` are duplicates of a retried post and skipped; the new ones are stored as ONE
  *   stream entry; the lease is extended (running[id] = now + leaseMs). A retryable error before any output puts
  *   the job back at the head of its lane (attempt + 1, wake token) and is not stored; `done` or an error ends the
@@ -41,6 +43,12 @@ export const appendEventsScript = defineScript({
 local j = redis.call('HMGET', KEY_job, 'state', 'worker', 'next', 'hasOutput')
 local state = j[1]
 if not state then return {'unknown_job'} end
+local total = #ARGV - NAMED_ARGS
+if (state == 'done' or state == 'failed') and not j[2]
+    and redis.call('HGET', KEY_job, 'lastWorker') == ARG_workerId
+    and tonumber(ARG_seq) + total <= tonumber(j[3]) then
+  return {'ok', 0, tonumber(j[3]), 0, 0, '', '', state, ''}
+end
 if j[2] ~= ARG_workerId or (state ~= 'running' and state ~= 'cancelled') then return {'not_leased'} end
 local nextSeq = tonumber(j[3])
 if state == 'cancelled' then return {'ok', 1, nextSeq, 0, 0, '', '', 'cancelled', ''} end
@@ -48,7 +56,6 @@ local seq = tonumber(ARG_seq)
 if seq > nextSeq then return {'seq_gap', nextSeq} end
 local now = tonumber(ARG_now)
 local hasOutput = j[4] == '1'
-local total = #ARGV - NAMED_ARGS
 local from = nextSeq - seq + 1
 local accepted = {}
 local outcome = 'running'
