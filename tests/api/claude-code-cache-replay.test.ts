@@ -19,9 +19,9 @@ import { spawnGpuWorker } from "../helpers/gpu-worker.ts";
 import { eventually, type RouterTarget, startDenoRouter, startWorker } from "../helpers/router.ts";
 import { ScriptedEngine } from "../helpers/scripted-engine.ts";
 import { fixtureServer } from "../tools/helpers.ts";
+import { CURRENT_CLAUDE } from "../helpers/claude-cli.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname;
-const CLAUDE = join(ROOT, "node_modules/claude-code-current/node_modules/@anthropic-ai/claude-code-linux-x64/claude");
+const CLAUDE = CURRENT_CLAUDE.binary;
 const TURNS = 5;
 
 interface Recorded {

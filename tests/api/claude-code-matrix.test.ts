@@ -22,15 +22,9 @@ import { eventually, type RouterTarget, startDenoRouter, startWorker } from "../
 import { ScriptedEngine } from "../helpers/scripted-engine.ts";
 import { startToolsWorker, waitForTools } from "../tools/helpers.ts";
 import { SEARCH_KEY, searchFake } from "./search-fake.ts";
+import { CURRENT_CLAUDE, PINNED_CLAUDE } from "../helpers/claude-cli.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname;
-const VERSIONS = [
-  { version: "2.1.197", binary: join(ROOT, "node_modules/@anthropic-ai/claude-code/bin/claude.exe") },
-  {
-    version: "2.1.332",
-    binary: join(ROOT, "node_modules/claude-code-current/node_modules/@anthropic-ai/claude-code-linux-x64/claude"),
-  },
-];
+const VERSIONS = [PINNED_CLAUDE, CURRENT_CLAUDE];
 
 interface CliRun {
   code: number;

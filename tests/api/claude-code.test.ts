@@ -10,10 +10,9 @@ import { join } from "node:path";
 import { writeTinyGguf } from "../fixtures/tiny-gguf.ts";
 import { eventually, startDenoRouter } from "../helpers/router.ts";
 import { spawnGpuWorker } from "../helpers/gpu-worker.ts";
+import { PINNED_CLAUDE } from "../helpers/claude-cli.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname;
-// The pinned CLI by path: node_modules/.bin/claude may be either installed version.
-const CLAUDE = join(ROOT, "node_modules/@anthropic-ai/claude-code/bin/claude.exe");
+const CLAUDE = PINNED_CLAUDE.binary;
 
 async function claude(args: string[], env: Record<string, string>, home: string) {
   const out = await new Deno.Command(CLAUDE, {

@@ -23,10 +23,9 @@ import type { Policy } from "../../src/protocol/worker-protocol.ts";
 import { CliEngine } from "../../workers/cli/cli-engine.ts";
 import { eventually, type RouterTarget, startDenoRouter, startWorker } from "../helpers/router.ts";
 import { callerInstruction, ClaudeCodeScriptedEngine } from "./claude-code-scripted.ts";
+import { PINNED_CLAUDE } from "../helpers/claude-cli.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname;
-// The pinned CLI by path: node_modules/.bin/claude may be either installed version.
-const CLAUDE = join(ROOT, "node_modules/@anthropic-ai/claude-code/bin/claude.exe");
+const CLAUDE = PINNED_CLAUDE.binary;
 const WEATHER = {
   type: "function" as const,
   function: {

@@ -12,9 +12,10 @@ import { join } from "node:path";
 import OpenAI from "openai";
 import { eventually, startDenoRouter, startWorker } from "../helpers/router.ts";
 import { ClaudeCodeScriptedEngine } from "./claude-code-scripted.ts";
+import { PINNED_CLAUDE } from "../helpers/claude-cli.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
-const CLAUDE = join(ROOT, "node_modules/.bin/claude");
+const CLAUDE = PINNED_CLAUDE.binary;
 
 Deno.test({
   name: "CLI worker with CLI tools: the model cannot read the worker key (environ, cmdline, key file)",

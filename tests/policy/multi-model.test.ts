@@ -4,7 +4,6 @@
  * The Deno + embedded run also drives the real Claude Code CLI (pinned) with `--model haiku`.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import OpenAI from "openai";
 import { startWorkersStack } from "../fixtures/workers-stack.ts";
 import { startRedisServer } from "../fixtures/redis-server.ts";
@@ -14,8 +13,8 @@ import { eventually, type RouterTarget, startDenoRouter, TEST_ENV, testKeys } fr
 import { spawnGpuWorker } from "../helpers/gpu-worker.ts";
 import { type ModelFiles, MULTI_MODEL_ENV, removeModels, startFleet, writeModels } from "./multi-model-fleet.ts";
 import { embeddingChecks, routingChecks } from "./multi-model-suite.ts";
+import { PINNED_CLAUDE } from "../helpers/claude-cli.ts";
 
-const ROOT = new URL("../../", import.meta.url).pathname;
 let models: Promise<ModelFiles> | undefined;
 const files = () => models ??= writeModels();
 const options = { sanitizeOps: false, sanitizeResources: false };
@@ -147,7 +146,7 @@ Deno.test({ name: "several models: teardown", ...options }, async () => {
 async function claudeCode(router: RouterTarget, args: string[]) {
   const home = await Deno.makeTempDir({ prefix: "auxot-claude-multi-" });
   try {
-    const out = await new Deno.Command(join(ROOT, "node_modules/@anthropic-ai/claude-code/bin/claude.exe"), {
+    const out = await new Deno.Command(PINNED_CLAUDE.binary, {
       args: ["-p", "Say hello.", "--output-format", "stream-json", "--verbose", "--no-session-persistence", ...args],
       env: {
         HOME: home,
