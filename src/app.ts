@@ -95,7 +95,7 @@ export function createApp(deps: AppDeps): App {
 
   const authorize = async (request: IRequest, call: CallInfo, roles: KeyRole[]) => {
     try {
-      return await ctx.auth.authenticate(KeyVerifier.presentedKey(request), roles, call.client);
+      return await ctx.auth.authenticate(KeyVerifier.presentedKey(request), roles, () => call.client);
     } catch (err) {
       if (err instanceof ApiError) {
         metrics.authFailures.inc({ reason: err.kind === "rate_limit" ? "throttled" : "rejected" });

@@ -87,7 +87,13 @@ async function main(): Promise<void> {
     signal: controller.signal,
     onListen: ({ hostname, port }) =>
       log.info("router listening", { url: `http://${hostname}:${port}`, ...describeConfig(config) }),
-  }, (request, info) => app.fetch(request, { client: (info.remoteAddr as Deno.NetAddr).hostname }));
+  }, (request, info) =>
+    // A getter: Deno builds remoteAddr on each read, and only keys not already recognised need the address.
+    app.fetch(request, {
+      get client() {
+        return (info.remoteAddr as Deno.NetAddr).hostname;
+      },
+    }));
   // A long-lived process sweeps on a timer too, so leases expire even when no request arrives.
   const sweeper = setInterval(() => app.ctx.reapSoon(), store.kind === "embedded" ? 2_000 : 30_000);
   const stop = () => {

@@ -7,7 +7,9 @@
  * Argon2id itself — synchronous WASM that holds the event loop ~100 ms — runs at most a few times a second for the
  * whole instance, so a flood spread over many addresses cannot starve requests whose keys are already known.
  */
+import { createHash } from "node:crypto";
 import { ApiError } from "../http/errors.ts";
+import { HmacSha256 } from "../platform/hmac-sha256.ts";
 import type { JobStore } from "../store/store.ts";
 import { type Argon2Phc, base64url, type KeyRole, keyRole, verifyKey } from "./keys.ts";
 
@@ -42,7 +44,7 @@ export class KeyVerifier {
   readonly #rejected = new Map<string, number>();
   #budget: number;
   #budgetAt = 0;
-  #hmacKey?: Promise<CryptoKey>;
+  #hmac?: HmacSha256;
   #running = 0;
   readonly #queue: (() => void)[] = [];
   /** Counters for /metrics. */
@@ -69,8 +71,15 @@ export class KeyVerifier {
     return request.headers.get("x-api-key")?.trim() || undefined;
   }
 
-  /** Resolves to the key's role if it is valid for one of `allowed`; throws a 401 or 429 ApiError otherwise. */
-  async authenticate(presented: string | undefined, allowed: KeyRole[], client: string): Promise<KeyRole> {
+  /**
+   * Resolves to the key's role if it is valid for one of `allowed`; throws a 401 or 429 ApiError otherwise.
+   * `client` may be a function: the address is only needed for keys not already recognised, and reading it costs.
+   */
+  async authenticate(
+    presented: string | undefined,
+    allowed: KeyRole[],
+    clientOf: string | (() => string),
+  ): Promise<KeyRole> {
     if (!presented) throw new ApiError("authentication", "Missing API key: send `Authorization: Bearer <key>`.");
     const role = keyRole(presented);
     if (!role) throw new ApiError("authentication", "Invalid API key.");
@@ -92,12 +101,13 @@ export class KeyVerifier {
       );
     }
     const now = this.#opts.now();
-    const digest = await this.#digest(presented);
+    const digest = this.#digest(presented);
     const local = this.#local.get(digest);
     if (local && local.expiresAt > now && local.role === role) {
       this.stats.cacheHits++;
       return role;
     }
+    const client = typeof clientOf === "string" ? clientOf : clientOf();
     if ((this.#rejected.get(digest) ?? 0) > now) {
       this.#fail(client, now);
       throw new ApiError("authentication", "Invalid API key.");
@@ -191,15 +201,19 @@ export class KeyVerifier {
     this.#failures.set(client, { count: 1, since: now });
   }
 
-  /** HMAC-SHA-256 of the key under a secret derived from the configured hashes (rotating a key changes it). */
-  async #digest(key: string): Promise<string> {
-    this.#hmacKey ??= (async () => {
-      const material = Object.entries(this.#hashes).map(([r, h]) => `${r}:${base64url(h!.salt)}:${base64url(h!.hash)}`)
-        .join("|");
-      const seed = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`auxot-key-cache-v1|${material}`));
-      return await crypto.subtle.importKey("raw", seed, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-    })();
-    const mac = await crypto.subtle.sign("HMAC", await this.#hmacKey, new TextEncoder().encode(key));
-    return base64url(new Uint8Array(mac));
+  /**
+   * HMAC-SHA-256 of the key under a secret derived from the configured hashes (rotating a key changes it). Runs on
+   * every request, so it is synchronous and allocation-light (src/platform/hmac-sha256.ts): WebCrypto's `sign` is
+   * an async op on another thread, and node:crypto's Hmac costs more than the rest of the auth. Same bytes as ever.
+   */
+  #digest(key: string): string {
+    this.#hmac ??= new HmacSha256(
+      createHash("sha256").update(
+        `auxot-key-cache-v1|${
+          Object.entries(this.#hashes).map(([r, h]) => `${r}:${base64url(h!.salt)}:${base64url(h!.hash)}`).join("|")
+        }`,
+      ).digest(),
+    );
+    return this.#hmac.digestBase64url(key);
   }
 }
