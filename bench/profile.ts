@@ -64,6 +64,10 @@ async function main(): Promise<void> {
       top: { type: "string", default: "30" },
       /** Only CPU ms per request and peak RSS, without the profilers' own cost (for before/after figures). */
       "no-profile": { type: "boolean", default: false },
+      /** V8 flags for the router (e.g. heap limits), to see what they do to RSS and CPU. */
+      "v8-flags": { type: "string" },
+      /** NAME=VALUE,… more environment for the router (e.g. MALLOC_ARENA_MAX=2). */
+      "router-env": { type: "string" },
     },
   });
   const root = values.root!;
@@ -74,7 +78,13 @@ async function main(): Promise<void> {
   const router = spawnChild(
     "router",
     Deno.execPath(),
-    ["run", "-A", `--inspect=127.0.0.1:${inspectPort}`, join(root, "src/entry-deno.ts")],
+    [
+      "run",
+      "-A",
+      `--inspect=127.0.0.1:${inspectPort}`,
+      ...(values["v8-flags"] ? [`--v8-flags=${values["v8-flags"]}`] : []),
+      join(root, "src/entry-deno.ts"),
+    ],
     {
       cwd: root,
       env: {
@@ -84,6 +94,7 @@ async function main(): Promise<void> {
         AUXOT_LOG_LEVEL: "warn",
         AUXOT_ENV_FILE: join(await benchTempDir(), "absent.env"),
         ...keys.hashes,
+        ...Object.fromEntries((values["router-env"] ?? "").split(",").filter(Boolean).map((kv) => kv.split("="))),
       },
     },
   );
