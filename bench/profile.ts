@@ -136,6 +136,14 @@ async function main(): Promise<void> {
     durationMs: 2_000,
   });
   if (values["no-profile"]) {
+    // The V8 heap's share of the RSS: its size polled through the inspector (cheap) during the window.
+    const inspector = await Inspector.connect(inspectPort);
+    let heapTotal = 0, heapUsed = 0;
+    const poll = setInterval(async () => {
+      const usage = await inspector.send<{ usedSize: number; totalSize: number }>("Runtime.getHeapUsage");
+      heapTotal = Math.max(heapTotal, usage.totalSize);
+      heapUsed = Math.max(heapUsed, usage.usedSize);
+    }, 250);
     const cpuBefore = cpuMs(router.pid);
     const plain = await runThroughput({
       targets: [target],
@@ -154,7 +162,11 @@ async function main(): Promise<void> {
       routerCpuMsPerRequest: (cpuMs(router.pid) - cpuBefore) / w.requests,
       workerCpuMsPerRequest: (w.cpuMs[String(worker.pid)] ?? NaN) / w.requests,
       routerPeakRssMb: Math.round(peakRssBytes(router.pid) / 1024 / 1024),
+      v8HeapPeakTotalMb: Math.round(heapTotal / 1024 / 1024),
+      v8HeapPeakUsedMb: Math.round(heapUsed / 1024 / 1024),
     }));
+    clearInterval(poll);
+    inspector.close();
     return;
   }
   const inspector = await Inspector.connect(inspectPort);
