@@ -3,13 +3,12 @@
  * the harness works in well under a minute; its figures mean nothing). Starts every system under test as its own
  * process on 127.0.0.1 — mock engine, router + worker (embedded store; Upstash store under Deno and under workerd,
  * via the REST bridge to a real redis-server), the Portkey gateway and the LiteLLM proxy as the peers — runs the
- * sections, and prints one
- * Markdown table of figures, ratios and targets, also written to bench/results/latest.md. A part that cannot run
+ * sections, and prints one Markdown table of figures, ratios and targets, also written to bench/results/latest.md. A part that cannot run
  * (peer not installable, Upstash store missing) is reported loudly as not measured; the rest still runs.
  *
  *   deno task bench [--quick] [--no-peer-install] [--out FILE]
- *                   [--sections latency,streaming,throughput,relay,commands,auth,inference] [--baseline DIR]
- *                   [--no-upstash]
+ *                   [--sections latency,streaming,throughput,relay,commands,auth,inference,concurrency,cpu]
+ *                   [--baseline DIR] [--no-upstash]
  *
  * `--baseline DIR` adds the embedded-store router of another checkout (e.g. `git worktree add --detach /tmp/base
  * main`) as one more path, so a change and its baseline are measured in the same run, interleaved.
@@ -21,6 +20,8 @@ import { machineLoad } from "./lib/proc-stats.ts";
 import { stopAll } from "./lib/process.ts";
 import { Report } from "./lib/report.ts";
 import { authSection } from "./sections/auth.ts";
+import { concurrencySection } from "./sections/concurrency.ts";
+import { workerdCpuSection } from "./sections/workerd-cpu.ts";
 import { inferenceSection } from "./sections/inference.ts";
 import { type LatencyFigures, latencySection } from "./sections/latency.ts";
 import { markIdle, reportStoreCommands, storeCommandsSection } from "./sections/store-commands.ts";
@@ -46,7 +47,17 @@ import {
   waitForWorkers,
 } from "./stack.ts";
 
-const SECTIONS = ["latency", "streaming", "throughput", "relay", "commands", "auth", "inference"] as const;
+const SECTIONS = [
+  "latency",
+  "streaming",
+  "throughput",
+  "relay",
+  "commands",
+  "auth",
+  "inference",
+  "concurrency",
+  "cpu",
+] as const;
 type SectionName = typeof SECTIONS[number];
 
 function firstLine(err: unknown): string {
@@ -315,6 +326,8 @@ async function main(): Promise<number> {
     const idle = markIdle(ctx);
     if (wanted.has("auth")) await run("auth", () => authSection(ctx));
     if (wanted.has("inference")) await run("inference", () => inferenceSection(ctx));
+    if (wanted.has("concurrency")) await run("concurrency", () => concurrencySection(ctx));
+    if (wanted.has("cpu")) await run("cpu", () => workerdCpuSection(ctx));
     if (commands) {
       const remaining = settings.commands.minIdleMs - (Date.now() - idle.at);
       if (remaining > 0) {

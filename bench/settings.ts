@@ -49,7 +49,8 @@ export const FULL: Settings = {
     longStreams: 2,
     longStreamTokens: 500,
     longStreamIntervalMs: 10,
-    minIdleMs: 60_000,
+    // Two full idle cycles of a worker (a claim every other 50 s poll): shorter windows alias.
+    minIdleMs: 200_000,
   },
   auth: { cachedCalls: 20_000, batches: 5, firstVerifications: 5, floodMs: 8_000, floodConnections: 16 },
   inference: { runs: 5, maxTokens: 400, ctxSize: 4_096, cacheRounds: 5, prefixChars: 3_000 },

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `auxot-router <command>`: the names the configuration reference uses, mapped onto the project's Deno tasks
-// (run with the Deno pinned in package.json, so no separate Deno install is needed).
+// (run with the Deno pinned in package.json when npm installed it, else the Deno on PATH).
 import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -15,13 +15,17 @@ if (!command || !(command in commands)) {
   );
   process.exit(command ? 2 : 0);
 }
-const deno = join(root, "node_modules", ".bin", process.platform === "win32" ? "deno.cmd" : "deno");
-if (!existsSync(deno)) {
-  console.error(`auxot-router: Deno is not installed in ${root}/node_modules: run \`npm ci\` there first.`);
-  process.exit(1);
-}
+// The project's pinned Deno when npm installed it, else a Deno on PATH: the router's tasks need nothing else.
+const local = join(root, "node_modules", ".bin", process.platform === "win32" ? "deno.cmd" : "deno");
+const deno = existsSync(local) ? local : "deno";
 const result = spawnSync(deno, ["task", "--quiet", "--config", join(root, "deno.json"), commands[command], ...args], {
   stdio: "inherit",
   cwd: process.cwd(),
 });
+if (result.error) {
+  console.error(
+    `auxot-router: Deno is not installed: install it (https://deno.com) or run \`npx deno task ${command}\` in ${root}.`,
+  );
+  process.exit(1);
+}
 process.exit(result.status ?? 1);

@@ -1,13 +1,25 @@
-// Installs dependencies when node_modules is missing or older than package-lock.json, so `npm start` / `npm test`
-// work on a fresh clone in one command. Plain Node (it runs before Deno is installed).
-// `npm install` rather than `npm ci`: the lockfile pins every version, but it was made where the registry serves
-// only Linux x64 builds, so it lacks the other platforms' optional binary packages, which `npm ci` insists on.
-import { execSync } from "node:child_process";
+// Installs the development dependencies when node_modules is missing or older than package-lock.json, so
+// `npm start` / `npm test` work on a fresh clone in one command. Plain Node (it runs before Deno is installed).
+// `npm ci` with the worker install plan (workers/gpu/install-plan.mjs, dev): the lockfile is complete, so the
+// install is exactly what it pins; the plan adds the CUDA/Vulkan build when this machine has that GPU, and
+// AUXOT_CPU_ONLY=1 (as .ci/run sets) keeps GPU builds out.
+import { execFileSync } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
+import { detectGpus } from "../workers/gpu/gpu-detect.mjs";
+import { workerInstallPlan } from "../workers/gpu/install-plan.mjs";
 
 const marker = "node_modules/.package-lock.json";
 const stale = !existsSync(marker) || statSync("package-lock.json").mtimeMs > statSync(marker).mtimeMs;
 if (stale) {
-  console.error("Installing dependencies (npm install)...");
-  execSync("npm install --no-audit --no-fund", { stdio: "inherit" });
+  const plan = workerInstallPlan({
+    platform: process.platform,
+    arch: process.arch,
+    gpus: detectGpus(),
+    env: process.env,
+    dev: true,
+  });
+  console.error(
+    `Installing dependencies (llama.cpp build: ${plan.backend}, ${plan.reason}): npm ${plan.npmArgs.join(" ")}`,
+  );
+  execFileSync(process.platform === "win32" ? "npm.cmd" : "npm", plan.npmArgs, { stdio: "inherit" });
 }

@@ -106,6 +106,10 @@ function refreshModel(
   const mmprojs = ggufs.filter((e) => isMmprojFile(e.path)).map((e) => e.path);
   const remote = groupModelFiles(ggufs.filter((e) => !isMmprojFile(e.path)), `${model.name} (${repo})`, warnings);
   const mmproj = chooseMmproj(mmprojs, model.quantizations.find((q) => q.mmproj)?.mmproj);
+  // The hub's LFS oid is the file's sha256: kept as the download pin (workers accept only those bytes).
+  const shaByPath = new Map(
+    ggufs.flatMap((e) => e.lfs && /^[0-9a-f]{64}$/.test(e.lfs.oid) ? [[e.path, e.lfs.oid] as const] : []),
+  );
   // Files still where the registry says first; then a file of the same quantization elsewhere (it moved).
   const matches = new Map(model.quantizations.map((q) => [q, remote.find((r) => r.file === q.file)]));
   const used = new Set([...matches.values()].flatMap((r) => r ? [r.file] : []));
@@ -123,7 +127,7 @@ function refreshModel(
       changes.push(`- ${model.name} ${q.name}: ${q.file} is no longer in ${repo}`);
       continue;
     }
-    const updated = toQuantization(match, repo, mmproj, q.aliases);
+    const updated = toQuantization(match, repo, mmproj, q.aliases, shaByPath);
     if (updated.file !== q.file) changes.push(`~ ${model.name} ${q.name}: file ${q.file} → ${updated.file}`);
     if (updated.sizeGb !== q.sizeGb) changes.push(`~ ${model.name} ${q.name}: size ${q.sizeGb} → ${updated.sizeGb} GB`);
     if (updated.shards !== q.shards) {
@@ -145,7 +149,7 @@ function refreshModel(
           else delete q.aliases;
         }
       }
-      const added = toQuantization(r, repo, mmproj, undefined);
+      const added = toQuantization(r, repo, mmproj, undefined, shaByPath);
       quantizations.push(added);
       changes.push(`+ ${model.name} ${added.name}: ${added.file} (${added.sizeGb} GB)`);
     }
@@ -162,11 +166,14 @@ function toQuantization(
   repo: string,
   mmproj: string | undefined,
   aliases: string[] | undefined,
+  shaByPath: Map<string, string>,
 ): RegistryQuantization {
   const q: RegistryQuantization = { name: remote.quantization, repo, file: remote.file, sizeGb: toGb(remote.bytes) };
   if (aliases && aliases.length > 0) q.aliases = aliases;
   if (remote.shards > 1) q.shards = remote.shards;
   if (mmproj) q.mmproj = mmproj;
+  const files = [...shardFileNames(remote.file), ...(mmproj ? [mmproj] : [])];
+  if (files.every((f) => shaByPath.has(f))) q.sha256 = Object.fromEntries(files.map((f) => [f, shaByPath.get(f)!]));
   return q;
 }
 

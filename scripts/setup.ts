@@ -89,7 +89,18 @@ const ROLE_LABEL: Record<KeyRole, string> = {
 function policyVars(options: SetupOptions, env: Record<string, string | undefined>): [string, string][] {
   if (options.cli) return [["AUXOT_ENGINE", "cli"], ["AUXOT_MODEL", options.model!], ["AUXOT_MAX_PARALLEL", "1"]];
   const vars: [string, string][] = [];
-  for (const name of ["AUXOT_MODEL", "AUXOT_QUANTIZATION", "AUXOT_CTX_SIZE", "AUXOT_MAX_PARALLEL"]) {
+  // The one-model variables, then those of a several-model policy (docs/models.md).
+  for (
+    const name of [
+      "AUXOT_MODEL",
+      "AUXOT_QUANTIZATION",
+      "AUXOT_CTX_SIZE",
+      "AUXOT_MAX_PARALLEL",
+      "AUXOT_MODELS",
+      "AUXOT_EMBEDDING_MODELS",
+      "AUXOT_MODEL_ALIASES",
+    ]
+  ) {
     if (env[name]) vars.push([name, env[name]!]);
   }
   return vars;
@@ -138,25 +149,37 @@ export async function runSetup(options: SetupOptions, env: Record<string, string
 
   const admin = keys.find((k) => k.role === "admin")?.key;
   const tools = keys.find((k) => k.role === "tools")?.key;
+  // Keys never go on a command line (ps and shell history show those): the worker reads its key from a file that
+  // only its owner can read, filled by pasting the key into `cat` (so it is in no history either).
+  const keyFileSteps = (file: string, what: string) => [
+    `  mkdir -p ~/.auxot && (umask 077; cat > ${file})   # paste the ${what}, then Enter and Ctrl-D`,
+  ];
   out.push("");
   if (options.cli && admin) {
     out.push(
       "CLI mode: the router's policy says engine \"cli\", one slot per worker, the CLI's own tools off",
       "(enable some with AUXOT_CLI_TOOLS=Read,Grep on the router). Start a CLI worker on a machine where `claude` is logged in:",
       "",
-      `  deno task worker:cli --gpu-key ${admin} --router-url ${options.routerUrl}`,
+      ...keyFileSteps("~/.auxot/worker.key", "worker key (adm_…)"),
+      `  deno task worker:cli --gpu-key-file ~/.auxot/worker.key --router-url ${options.routerUrl}`,
       "",
       "Read docs/cli-workers.md first: serving a Claude subscription through an API may breach its terms of service.",
     );
   } else if (admin) {
-    out.push("Start a GPU worker:", "", `  deno task worker:gpu --gpu-key ${admin} --router-url ${options.routerUrl}`);
+    out.push(
+      "Start a GPU worker:",
+      "",
+      ...keyFileSteps("~/.auxot/worker.key", "worker key (adm_…)"),
+      `  deno task worker:gpu --gpu-key-file ~/.auxot/worker.key --router-url ${options.routerUrl}`,
+    );
   }
   if (tools) {
     out.push(
       "",
       "Start a tools worker:",
       "",
-      `  deno task worker:tools --tools-key ${tools} --router-url ${options.routerUrl}`,
+      ...keyFileSteps("~/.auxot/tools.key", "tools key (tls_…)"),
+      `  deno task worker:tools --tools-key-file ~/.auxot/tools.key --router-url ${options.routerUrl}`,
     );
   }
   return out.join("\n") + "\n";

@@ -109,7 +109,12 @@ async function verify(base: string, key: string, prompt: string, maxTokens: numb
   );
 
   // 2. The API key, on the models list.
-  if (!key) fail("No API key given.", "Pass --api-key rtr_… (or set AUXOT_API_KEY).");
+  if (!key) {
+    fail(
+      "No API key given.",
+      "Set AUXOT_API_KEY (`read -rs AUXOT_API_KEY && export AUXOT_API_KEY`, then paste rtr_…): a flag is visible in ps.",
+    );
+  }
   const models = await call(`${base}/v1/models`, { headers: { authorization: `Bearer ${key}` } }, 10_000, base);
   if (models.status === 401 || models.status === 403) {
     fail(`The router rejected the API key (${models.status}): ${await errorMessage(models)}`, ...keyAdvice(key));
@@ -135,7 +140,7 @@ async function verify(base: string, key: string, prompt: string, maxTokens: numb
     fail(
       "No worker is connected: requests would wait in the queue until one connects (AUXOT_QUEUE_TIMEOUT).",
       `Start a ${engine} worker on a machine with a GPU, with the worker key (adm_…):`,
-      `  deno task worker:${engine} --router-url ${base} --${engine}-key adm_…`,
+      `  deno task worker:${engine} --router-url ${base} --gpu-key-file ~/.auxot/worker.key   # the key in a 0600 file`,
       "or install one as a service: `deno task worker:service install --help`. The dashboard is at " +
         `${base}/dashboard.`,
     );

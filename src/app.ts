@@ -1,43 +1,38 @@
 /**
  * The router as a platform-neutral fetch handler (itty-router). Runtime entries (src/entry-deno.ts,
  * src/entry-workers.ts) build the configuration and the store and call `createApp`; nothing here touches a
- * runtime global. Handlers return Responses or throw ApiError; one `catch` renders errors in the caller's API
- * flavour (OpenAI, Anthropic, or the worker protocol's shape).
+ * runtime global. The caller-facing APIs are one route table: each route names its API flavour (src/api/), a single
+ * `before` stage puts that flavour on the request and authenticates, and the flavour parses, renders, and shapes
+ * errors and headers. Handlers return Responses or throw ApiError; one `catch` renders errors in the request's
+ * flavour (worker routes keep the worker protocol's shape).
  */
 import { type IRequest, Router, type RouterType } from "itty-router";
-import {
-  anthropicCountTokensBody,
-  anthropicCountTokensRequest,
-  anthropicErrorStatus,
-  anthropicFlavour,
-  anthropicModel,
-  anthropicModelsList,
-} from "./api/anthropic/flavour.ts";
-import type { ChatFlavour } from "./api/flavour.ts";
-import {
-  includeUsage,
-  openaiChatFlavour,
-  openaiCompletionsFlavour,
-  openaiModel,
-  openaiModelsList,
-} from "./api/openai/flavour.ts";
-import { openaiErrorBody } from "./api/openai/render.ts";
+import { anthropicCountTokensFlavour, anthropicFlavour } from "./api/anthropic/flavour.ts";
+import type { ApiFlavour, ChatFlavour } from "./api/flavour.ts";
+import { callerFlavour } from "./api/caller-flavour.ts";
+import { embeddingsHandler } from "./api/embeddings/embeddings.ts";
+import { openaiApi, openaiChatFlavour, openaiCompletionsFlavour } from "./api/openai/flavour.ts";
+import { responsesFlavour, responsesInputTokensFlavour, storedResponseRoute } from "./api/responses/flavour.ts";
 import type { KeyRole } from "./auth/keys.ts";
 import { KeyVerifier } from "./auth/verifier.ts";
+import { clientAddress } from "./auth/client-address.ts";
 import type { RouterConfig } from "./config.ts";
-import { dispatchChat, json } from "./dispatch/chat.ts";
+import { type ChatDispatch, dispatchChat } from "./dispatch/chat.ts";
+import { json } from "./http/responses.ts";
 import { createReaper, type RouterContext } from "./dispatch/context.ts";
 import { conversationKeyOf } from "./dispatch/conversation.ts";
 import { handleEvents, handlePoll, workerErrorResponse, WorkerProtocolError } from "./dispatch/worker-routes.ts";
 import { fleetHealth } from "./dispatch/health.ts";
+import { WORKER_BOUNDS } from "./dispatch/worker-bounds.ts";
 import { ApiError, toApiError } from "./http/errors.ts";
 import { readJsonBody } from "./http/body.ts";
 import type { Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
 import { registerOps } from "./ops/routes.ts";
-import { serverToolLoop } from "./tools/loop.ts";
+import { chooseAnswerSource } from "./tools/loop.ts";
 import { registerToolRoutes } from "./tools/routes.ts";
 import { type JobStore, StoreError } from "./store/store.ts";
+import { describeModelId } from "./policy/models-list.ts";
 
 export interface AppDeps {
   config: RouterConfig;
@@ -60,15 +55,24 @@ export interface App {
 
 const STARTED = Math.floor(Date.now() / 1000);
 
-/** count_tokens: the worker renders the prompt and reports its size; the answer is `{input_tokens}`. */
-const countTokensFlavour: ChatFlavour = {
-  ...anthropicFlavour,
-  wantsStream: () => false,
-  collect: (events) => {
-    const start = events.find((e) => e.type === "start");
-    return anthropicCountTokensBody(start?.type === "start" ? start.promptTokens ?? 0 : 0);
-  },
-};
+/** A request once the `before` stage has picked its API flavour (and authenticated it). */
+type ApiRequest = IRequest & { flavour: ApiFlavour };
+
+/**
+ * One API route: where it is served, which flavour answers it (a value, or read from the request where two APIs
+ * share a path), and its handler. Every route runs the same `before` stage: pick the flavour, authenticate.
+ */
+interface ApiRoute {
+  method: "get" | "post" | "all";
+  paths: string[];
+  flavour: ApiFlavour | ((request: IRequest) => ApiFlavour);
+  handle: (request: ApiRequest, call: CallInfo) => Promise<Response>;
+}
+
+/** Base URLs callers configure for each API (`/v1/...` is shared: OpenAI by default, Anthropic by its header). */
+const OPENAI = ["/v1", "/api/openai", "/api/openai/v1"];
+const ANTHROPIC = ["/v1", "/api/anthropic/v1"];
+const under = (prefixes: string[], path: string) => prefixes.map((prefix) => prefix + path);
 
 export function createApp(deps: AppDeps): App {
   const now = deps.now ?? (() => Date.now());
@@ -81,7 +85,12 @@ export function createApp(deps: AppDeps): App {
     now,
     metrics,
     background,
-    auth: new KeyVerifier({ hashes: deps.config.keyHashes, store: deps.store, now }),
+    auth: new KeyVerifier({
+      hashes: deps.config.keyHashes,
+      store: deps.store,
+      now,
+      onArgon2: () => metrics.argon2.inc(),
+    }),
     // Sweeping is free in memory; on a shared store each sweep is a billed command, and leases last 30 s.
     reapSoon: createReaper(
       deps.store,
@@ -95,7 +104,8 @@ export function createApp(deps: AppDeps): App {
 
   const authorize = async (request: IRequest, call: CallInfo, roles: KeyRole[]) => {
     try {
-      return await ctx.auth.authenticate(KeyVerifier.presentedKey(request), roles, () => call.client);
+      const client = clientAddress(request.headers, call.client, deps.config.trustedProxy);
+      return await ctx.auth.authenticate(KeyVerifier.presentedKey(request), roles, client);
     } catch (err) {
       if (err instanceof ApiError) {
         metrics.authFailures.inc({ reason: err.kind === "rate_limit" ? "throttled" : "rejected" });
@@ -105,36 +115,62 @@ export function createApp(deps: AppDeps): App {
   };
   const body = (request: IRequest) => readJsonBody(request, deps.config.maxBodyBytes);
 
-  const chat =
-    (flavour: ChatFlavour, mode: "generate" | "count_tokens" = "generate") =>
-    async (request: IRequest, call: CallInfo) => {
-      await authorize(request, call, ["api"]);
-      const raw = await body(request);
-      const chatRequest = mode === "count_tokens" ? anthropicCountTokensRequest(raw) : flavour.toChatRequest(raw);
-      chatRequest.conversationKey ??= conversationKeyOf(chatRequest, request.headers);
-      return await dispatchChat(ctx, {
-        flavour,
-        request: chatRequest,
-        stream: mode === "generate" && flavour.wantsStream(raw),
-        includeUsage: includeUsage(raw),
-        mode,
-        signal: request.signal,
-        source: serverToolLoop,
-      });
+  /** The one request pipeline of every chat API: the flavour parses, the dispatcher runs, the flavour renders. */
+  const chat = (flavour: ChatFlavour): ApiRoute["handle"] => async (request) => {
+    const raw = await body(request);
+    const chatRequest = flavour.toChatRequest(raw, request.headers);
+    chatRequest.conversationKey ??= conversationKeyOf(chatRequest, request.headers);
+    const dispatch: ChatDispatch = {
+      flavour,
+      request: chatRequest,
+      stream: flavour.wantsStream(raw),
+      render: flavour.renderOptions(raw),
+      mode: flavour.mode ?? "generate",
+      signal: request.signal,
     };
-
-  const models = async (request: IRequest, call: CallInfo) => {
-    await authorize(request, call, ["api"]);
-    const name = deps.config.policy.model.name;
-    if (isAnthropic(request)) return json(anthropicModelsList(name));
-    return json(openaiModelsList([{ id: name, created: STARTED }]));
+    // One job, or the server-tool loop when server tools are offered to this request.
+    return await dispatchChat(ctx, { ...dispatch, source: await chooseAnswerSource(ctx, dispatch) });
   };
-  const model = async (request: IRequest, call: CallInfo) => {
+  const chatRoute = (prefixes: string[], path: string, flavour: ChatFlavour): ApiRoute => ({
+    method: "post",
+    paths: under(prefixes, path),
+    flavour,
+    handle: chat(flavour),
+  });
+  // Model lists come from the configuration alone: no store round trip (Claude Code allows 3 s for them).
+  const models: ApiRoute["handle"] = (request) =>
+    Promise.resolve(json(request.flavour.modelsList(deps.config.policy, deps.config.aliases, STARTED)));
+  // Every name maps to a model of the policy (its own, an alias's, or the default), so any id describes one.
+  const model: ApiRoute["handle"] = (request) => {
+    const entry = describeModelId(deps.config.policy, deps.config.aliases, decodeURIComponent(request.params.id));
+    return Promise.resolve(json(request.flavour.model(entry, STARTED)));
+  };
+
+  /** The route table of the caller-facing APIs. Adding an endpoint is one line here. */
+  const apiRoutes: ApiRoute[] = [
+    chatRoute(OPENAI, "/chat/completions", openaiChatFlavour),
+    chatRoute(OPENAI, "/completions", openaiCompletionsFlavour),
+    chatRoute(OPENAI, "/responses", responsesFlavour),
+    chatRoute(OPENAI, "/responses/input_tokens", responsesInputTokensFlavour),
+    { ...storedResponseRoute, paths: under(OPENAI, "/responses/:id+"), method: "all" },
+    chatRoute(ANTHROPIC, "/messages", anthropicFlavour),
+    chatRoute(ANTHROPIC, "/messages/count_tokens", anthropicCountTokensFlavour),
+    {
+      method: "post",
+      paths: under(OPENAI, "/embeddings"),
+      flavour: openaiApi,
+      handle: embeddingsHandler(ctx, body),
+    },
+    { method: "get", paths: under(OPENAI, "/models"), flavour: callerFlavour, handle: models },
+    { method: "get", paths: under(OPENAI, "/models/:id+"), flavour: callerFlavour, handle: model },
+    { method: "get", paths: under(["/api/anthropic/v1"], "/models"), flavour: anthropicFlavour, handle: models },
+    { method: "get", paths: under(["/api/anthropic/v1"], "/models/:id+"), flavour: anthropicFlavour, handle: model },
+  ];
+
+  /** The `before` stage of every API route: the request carries its flavour from here to its last byte. */
+  const before = (route: ApiRoute) => async (request: IRequest, call: CallInfo) => {
+    request.flavour = typeof route.flavour === "function" ? route.flavour(request) : route.flavour;
     await authorize(request, call, ["api"]);
-    const id = decodeURIComponent(request.params.id);
-    // Every name maps to the policy's model (callers send what their tool uses), so any id describes it.
-    if (isAnthropic(request)) return json(anthropicModel(id));
-    return json(openaiModel(id, STARTED));
   };
 
   const worker =
@@ -159,16 +195,14 @@ export function createApp(deps: AppDeps): App {
       else if (!(err instanceof ApiError)) {
         deps.log.error("request failed", { path: new URL(request.url).pathname, error: err });
       }
-      const anthropic = isAnthropic(request);
-      const headers: Record<string, string> = {};
+      const flavour: ApiFlavour = request.flavour ?? callerFlavour(request);
+      const headers = flavour.responseHeaders(crypto.randomUUID().replaceAll("-", ""));
       if (apiError.options.retryAfterSeconds) headers["retry-after"] = String(apiError.options.retryAfterSeconds);
-      if (anthropic) headers["request-id"] = `req_${crypto.randomUUID().replaceAll("-", "")}`;
-      const status = anthropic ? anthropicErrorStatus(apiError) : apiError.status;
-      return json(anthropic ? anthropicFlavour.errorBody(apiError) : openaiErrorBody(apiError), headers, status);
+      return json(flavour.errorBody(apiError), headers, flavour.errorStatus(apiError));
     },
     finally: [(response: Response, request: IRequest) => {
       const path = new URL(request.url).pathname;
-      metrics.requests.inc({ api: apiOf(path), status: String(response.status) });
+      metrics.requests.inc({ api: request.flavour?.name ?? apiOf(path), status: String(response.status) });
       deps.log.debug("request", { method: request.method, path, status: response.status });
       return response;
     }],
@@ -187,28 +221,26 @@ export function createApp(deps: AppDeps): App {
     )
     .post(
       "/worker/v1/jobs/:id/events",
-      worker(async (request) => await handleEvents(ctx, request.params.id, await body(request))),
+      worker(async (request, role) =>
+        await handleEvents(
+          ctx,
+          request.params.id,
+          await readJsonBody(request, Math.min(deps.config.maxBodyBytes, WORKER_BOUNDS.maxEventsPostBytes)),
+          role,
+        )
+      ),
     )
     .all("/worker/*", worker(() => Promise.reject(new ApiError("not_found", "Unknown worker endpoint."))));
 
-  for (const prefix of ["/v1", "/api/openai", "/api/openai/v1"]) {
-    router.post(`${prefix}/chat/completions`, chat(openaiChatFlavour));
-    router.post(`${prefix}/completions`, chat(openaiCompletionsFlavour));
-    router.get(`${prefix}/models`, models);
-    router.get(`${prefix}/models/:id+`, model);
+  for (const route of apiRoutes) {
+    for (const path of route.paths) router[route.method](path, before(route), route.handle);
   }
-  for (const prefix of ["/v1", "/api/anthropic/v1"]) {
-    router.post(`${prefix}/messages`, chat(anthropicFlavour));
-    router.post(`${prefix}/messages/count_tokens`, chat(countTokensFlavour, "count_tokens"));
-  }
-  router.get("/api/anthropic/v1/models", models);
-  router.get("/api/anthropic/v1/models/:id+", model);
   registerOps(router, ctx, authorize);
   registerToolRoutes(router, ctx, authorize, body);
   router.all("*", (request: IRequest) => {
     const path = new URL(request.url).pathname;
     const known =
-      /\/(embeddings|images|audio|files|batches|fine_tuning|moderations|assistants|threads|vector_stores|responses|uploads)(\/|$)/
+      /\/(embeddings|images|audio|files|batches|fine_tuning|moderations|assistants|threads|vector_stores|uploads)(\/|$)/
         .test(path);
     if (known) throw new ApiError("not_implemented", `${request.method} ${path} is not implemented by this router.`);
     throw new ApiError("not_found", `Unknown route: ${request.method} ${path}`);
@@ -220,19 +252,10 @@ export function createApp(deps: AppDeps): App {
   };
 }
 
-/** Anthropic paths, or the shared /v1 paths when the caller speaks Anthropic (its SDK sends anthropic-version). */
-function isAnthropic(request: Request): boolean {
-  const path = new URL(request.url).pathname;
-  if (path.startsWith("/api/anthropic/") || path.startsWith("/v1/messages")) return true;
-  if (path.startsWith("/api/openai/")) return false;
-  return request.headers.has("anthropic-version");
-}
-
+/** The metrics label of a request outside the API routes. */
 function apiOf(path: string): string {
   if (path.startsWith("/worker/")) return "worker";
-  if (path.startsWith("/api/anthropic/") || path.startsWith("/v1/messages")) return "anthropic";
-  if (path.includes("/chat/completions") || path.includes("/completions") || path.includes("/models")) return "openai";
-  if (path.includes("/tools")) return "tools";
+  if (path.includes("/tools") || path.endsWith("/mcp")) return "tools";
   return "other";
 }
 

@@ -4,17 +4,21 @@
  * and reported at start-up naming the variable; nothing falls back silently.
  */
 import { type Argon2Phc, type KeyRole, parsePhc } from "./auth/keys.ts";
+import { parseTrustedProxy, type TrustedProxy } from "./auth/client-address.ts";
 import { formatDuration, parseDuration } from "./duration.ts";
 import { LOG_LEVELS, type LogLevel } from "./log.ts";
 import type { Policy } from "./protocol/worker-protocol.ts";
-import { DEFAULT_MODEL, RegistryError, resolvePolicyModel } from "./registry/registry.ts";
-import { parseRedisUrl, type UpstashConnection } from "./store/upstash-config.ts";
+import { DEFAULT_MODEL, findModel, RegistryError, resolvePolicyModel } from "./registry/registry.ts";
+import { parseRedisUrl, type UpstashConnection } from "./store/upstash/config.ts";
+import { checkDistinct, type ModelAlias, parseAliases, parseModelList } from "./policy/models.ts";
 
 export type Env = Record<string, string | undefined>;
 
 export interface RouterConfig {
   keyHashes: Partial<Record<KeyRole, Argon2Phc>>;
   policy: Policy;
+  /** AUXOT_MODEL_ALIASES: client model names (patterns) → a model of the policy; first match wins. */
+  aliases: ModelAlias[];
   /** Upstash REST connection (URL and token), or undefined for the embedded store. */
   redis?: UpstashConnection;
   allowedTools: string[];
@@ -25,12 +29,18 @@ export interface RouterConfig {
   jobTimeoutMs: number;
   queueTimeoutMs: number;
   leaseMs: number;
+  /** A running job whose worker posts nothing (no token, no progress) this long is lost: it is continued elsewhere. */
+  workerSilenceMs: number;
+  /** How many times one answer may be continued on another worker after its worker was lost. */
+  maxContinuations: number;
   /** Longest a worker's poll is held open (below the idle timeout of any proxy in front of the router). */
   pollWaitMs: number;
   maxBodyBytes: number;
   logLevel: LogLevel;
   /** Allows /metrics without the admin key (for a scraper on a private network). */
   metricsPublic: boolean;
+  /** Which proxy's client-address header to believe for per-client throttling (AUXOT_TRUSTED_PROXY). */
+  trustedProxy: TrustedProxy;
 }
 
 export class ConfigError extends Error {
@@ -49,13 +59,17 @@ export const DEFAULTS = {
   AUXOT_JOB_TIMEOUT: "5m",
   AUXOT_QUEUE_TIMEOUT: "2m",
   AUXOT_LEASE_TIMEOUT: "30s",
-  AUXOT_POLL_WAIT: "25s",
+  AUXOT_POLL_WAIT: "50s",
+  AUXOT_WORKER_SILENCE: "5s",
+  AUXOT_MAX_CONTINUATIONS: "2",
   AUXOT_MAX_BODY_BYTES: String(16 * 1024 * 1024),
   AUXOT_LOG_LEVEL: "info",
   AUXOT_ENGINE: "llama",
 } as const;
 
-const TOOL_CREDENTIAL = /^AUXOT_TOOLS_([A-Z0-9_]+?)__([A-Z0-9_]+)$/;
+// Greedy: the tool name runs to the LAST "__", so AUXOT_TOOLS_MCP__GITHUB__TOKEN is credential TOKEN of tool
+// "mcp__github", never credential GITHUB__TOKEN of a tool named "mcp". Credential names have no "__".
+const TOOL_CREDENTIAL = /^AUXOT_TOOLS_([A-Z0-9_]+)__([A-Z0-9]+(?:_[A-Z0-9]+)*)$/;
 
 export function loadConfig(env: Env): RouterConfig {
   const problems: string[] = [];
@@ -108,6 +122,12 @@ export function loadConfig(env: Env): RouterConfig {
   const queueTimeoutMs = duration("AUXOT_QUEUE_TIMEOUT");
   const leaseMs = duration("AUXOT_LEASE_TIMEOUT");
   const pollWaitMs = duration("AUXOT_POLL_WAIT");
+  // Workers post at least once a second while running a job, so under 2 s would mistake a slow post for a death.
+  const workerSilenceMs = duration("AUXOT_WORKER_SILENCE");
+  if (workerSilenceMs > 1 && workerSilenceMs < 2_000) {
+    problems.push(`AUXOT_WORKER_SILENCE must be at least 2s (workers post every 1s).`);
+  }
+  const maxContinuations = int("AUXOT_MAX_CONTINUATIONS", 0, 10);
   if (pollWaitMs > 60_000) problems.push(`AUXOT_POLL_WAIT must be at most 60s (workers ask for at most that).`);
   const maxBodyBytes = int("AUXOT_MAX_BODY_BYTES", 1_024, 1_073_741_824);
 
@@ -132,6 +152,23 @@ export function loadConfig(env: Env): RouterConfig {
     }
   }
 
+  // More models (src/policy/models.ts): the default one above keeps its own variables unchanged.
+  const extraChat = parseModelList("AUXOT_MODELS", get("AUXOT_MODELS"), { ctxSize, maxParallel }, problems);
+  const embeddingModels = parseModelList("AUXOT_EMBEDDING_MODELS", get("AUXOT_EMBEDDING_MODELS"), {
+    ctxSize,
+    maxParallel,
+  }, problems);
+  if (engine === "cli" && extraChat.length + embeddingModels.length > 0) {
+    problems.push("AUXOT_MODELS and AUXOT_EMBEDDING_MODELS need GPU workers (AUXOT_ENGINE=llama).");
+  }
+  const models: NonNullable<Policy["models"]> = [
+    { ...model, kind: "chat", ctxSize, maxParallel, capabilities: findCapabilities(model.name) },
+    ...extraChat,
+    ...embeddingModels,
+  ];
+  checkDistinct(models, problems);
+  const aliases = parseAliases(get("AUXOT_MODEL_ALIASES"), models, problems);
+
   const host = get("AUXOT_HOST");
   if (!/^[A-Za-z0-9.:[\]-]+$/.test(host)) problems.push(`AUXOT_HOST=${JSON.stringify(host)} is not a bind address.`);
 
@@ -150,6 +187,7 @@ export function loadConfig(env: Env): RouterConfig {
     (toolCredentials[match[1].toLowerCase()] ??= {})[match[2]] = value;
   }
 
+  const trustedProxy = parseTrustedProxy(get("AUXOT_TRUSTED_PROXY"), problems);
   const metricsPublic = get("AUXOT_METRICS_PUBLIC");
   if (metricsPublic && metricsPublic !== "true" && metricsPublic !== "false") {
     problems.push(`AUXOT_METRICS_PUBLIC=${JSON.stringify(metricsPublic)} must be "true" or "false".`);
@@ -171,10 +209,12 @@ export function loadConfig(env: Env): RouterConfig {
     ctxSize,
     maxParallel,
     ...(engine === "cli" ? { cliTools } : {}),
+    models,
   };
   return {
     keyHashes,
     policy: { version: policyVersion(policyFields), ...policyFields },
+    aliases,
     ...(redis ? { redis } : {}),
     allowedTools,
     toolCredentials,
@@ -183,11 +223,18 @@ export function loadConfig(env: Env): RouterConfig {
     jobTimeoutMs,
     queueTimeoutMs,
     leaseMs,
+    workerSilenceMs,
+    maxContinuations,
     pollWaitMs,
     maxBodyBytes,
     logLevel,
     metricsPublic: metricsPublic === "true",
+    trustedProxy,
   };
+}
+
+function findCapabilities(name: string): string[] {
+  return findModel(name)?.capabilities ?? ["chat"];
 }
 
 /** A short, stable fingerprint of the policy: workers reload when it changes. */
@@ -210,6 +257,8 @@ export function describeConfig(config: RouterConfig): Record<string, unknown> {
     ctxSize: config.policy.ctxSize,
     maxParallel: config.policy.maxParallel,
     policyVersion: config.policy.version,
+    models: (config.policy.models ?? []).map((m) => `${m.name} (${m.kind})`),
+    aliases: config.aliases.map((a) => `${a.pattern}=${a.target}`),
     store: config.redis ? `upstash (${new URL(config.redis.url).host})` : "embedded",
     toolsEnabled: config.keyHashes.tools !== undefined,
     allowedTools: config.allowedTools.length > 0 ? config.allowedTools : "all",

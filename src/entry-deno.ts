@@ -6,7 +6,7 @@
 import { createApp } from "./app.ts";
 import { ConfigError, describeConfig, type Env, loadConfig } from "./config.ts";
 import { createKeys, HASH_VARIABLE } from "./keyset.ts";
-import { createLogger } from "./log.ts";
+import { createLogger, logFormatFrom } from "./log.ts";
 import { dotEnvLine, readDotEnv, writeSecretFile } from "./platform/dotenv.ts";
 import { deploymentChecks } from "./ops/deploy-checks.ts";
 import { createStore } from "./store/create.ts";
@@ -70,7 +70,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, undefined, {}, logFormatFrom(env, Deno.stdout.isTerminal()));
   for (const check of deploymentChecks(env, config)) {
     if (check.level === "refuse") {
       console.error(`auxot-router: ${check.message}`);
@@ -87,13 +87,7 @@ async function main(): Promise<void> {
     signal: controller.signal,
     onListen: ({ hostname, port }) =>
       log.info("router listening", { url: `http://${hostname}:${port}`, ...describeConfig(config) }),
-  }, (request, info) =>
-    // A getter: Deno builds remoteAddr on each read, and only keys not already recognised need the address.
-    app.fetch(request, {
-      get client() {
-        return (info.remoteAddr as Deno.NetAddr).hostname;
-      },
-    }));
+  }, (request, info) => app.fetch(request, { client: (info.remoteAddr as Deno.NetAddr).hostname }));
   // A long-lived process sweeps on a timer too, so leases expire even when no request arrives.
   const sweeper = setInterval(() => app.ctx.reapSoon(), store.kind === "embedded" ? 2_000 : 30_000);
   const stop = () => {

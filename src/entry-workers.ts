@@ -35,7 +35,8 @@ function appFor(env: Env): App | undefined {
     const log = createLogger(config.logLevel);
     app = createApp({
       config,
-      store: createStore(config),
+      // Requests of one isolate must not settle each other's promises (see src/store/wakeup.ts).
+      store: createStore(config, {}, { wakeups: "owned" }),
       log,
       background: (work) => {
         const ctx = requestContext.getStore();

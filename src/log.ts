@@ -1,7 +1,11 @@
 /**
- * Structured logging: one JSON object per line, filtered by AUXOT_LOG_LEVEL. Fields whose names look like
- * secrets are redacted before they are written — but the rule is that secrets are never passed to the logger.
+ * Structured logging: one JSON object per line, filtered by AUXOT_LOG_LEVEL — or, for a person at a terminal,
+ * short human lines (src/log-human.ts; `logFormatFrom` picks). Fields whose names look like secrets are redacted
+ * before they are written — but the rule is that secrets are never passed to the logger.
  */
+import { formatHumanLine, type LogFormat } from "./log-human.ts";
+export { type LogFormat, logFormatFrom } from "./log-human.ts";
+
 export type LogLevel = "debug" | "info" | "warn" | "error";
 export const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
 
@@ -22,6 +26,7 @@ export function createLogger(
   level: LogLevel,
   sink: (line: string) => void = (line) => console.log(line),
   base: LogFields = {},
+  format: LogFormat = "json",
 ): Logger {
   const min = LOG_LEVELS.indexOf(level);
   const write = (lvl: LogLevel, msg: string, fields?: LogFields) => {
@@ -29,6 +34,11 @@ export function createLogger(
     const record: LogFields = { time: new Date().toISOString(), level: lvl, msg, ...base };
     for (const [k, v] of Object.entries(fields ?? {})) {
       record[k] = SECRET_FIELD.test(k) && typeof v === "string" ? "[redacted]" : v;
+    }
+    if (format === "human") {
+      const { time: _time, level: _level, msg: _msg, ...rest } = record;
+      sink(formatHumanLine(lvl, msg, rest));
+      return;
     }
     sink(JSON.stringify(record, (_k, v) => v instanceof Error ? { name: v.name, message: v.message } : v));
   };
@@ -38,6 +48,6 @@ export function createLogger(
     info: (m, f) => write("info", m, f),
     warn: (m, f) => write("warn", m, f),
     error: (m, f) => write("error", m, f),
-    child: (fields) => createLogger(level, sink, { ...base, ...fields }),
+    child: (fields) => createLogger(level, sink, { ...base, ...fields }, format),
   };
 }

@@ -6,6 +6,7 @@
  * Histograms (time to first token, queue wait, output speed) and the recent-jobs log stay per instance.
  */
 import { JobLog, JobTiming } from "./ops/job-log.ts";
+import type { JobEvent } from "./protocol/events.ts";
 import type { JobStore, ReapResult } from "./store/store.ts";
 
 type Labels = Record<string, string>;
@@ -117,6 +118,11 @@ const TOKENS_PER_SECOND = [1, 2, 5, 10, 20, 30, 50, 75, 100, 150, 250, 500];
 
 export const STORE_COMMANDS = "auxot_store_commands_total";
 
+/** Series whose changes alone do not warrant a store command soon (an idle worker's polls). */
+const QUIET_SERIES = ['auxot_requests_total{api="worker"'];
+/** How often quiet deltas alone may cause a flush. */
+const QUIET_FLUSH_MS = 15 * 60_000;
+
 export interface Gauge {
   name: string;
   help: string;
@@ -140,23 +146,34 @@ export class Metrics {
   /** Each flush is a billed store command; 20 s stays inside Workers' 30 s waitUntil window after a response. */
   #flushIntervalMs = 20_000;
   #flushScheduled = false;
-  #flushing?: Promise<void>;
   /** Store commands already added to the store's sum (shared mode). */
   #commandsFlushed = 0;
+
+  /** Before this time (Date.now()), quiet deltas wait for the next flush rather than cause one. */
+  #quietFlushAt = 0;
 
   readonly #count = (key: string, by: number) => {
     if (!this.#shared) return;
     this.#pending.set(key, (this.#pending.get(key) ?? 0) + by);
-    this.#scheduleFlush();
+    // Worker polls are counted too, but an idle fleet must not pay a store command every 20 s for them: they ride
+    // along with the next flush, or cause one at most every QUIET_FLUSH_MS (no long timer: Workers would cut it).
+    if (!QUIET_SERIES.some((prefix) => key.startsWith(prefix)) || Date.now() >= this.#quietFlushAt) {
+      this.#scheduleFlush();
+    }
   };
 
   readonly requests = new Counter("auxot_requests_total", "HTTP requests by API and status", this.#count);
   readonly jobs = new Counter(
     "auxot_jobs_total",
-    "Jobs by outcome (queued, completed, failed, cancelled, timed_out, queue_timeout, requeued)",
+    "Jobs by outcome (queued, completed, failed, cancelled, timed_out, queue_timeout, requeued, continued)",
     this.#count,
   );
   readonly authFailures = new Counter("auxot_auth_failures_total", "Rejected authentications by reason", this.#count);
+  readonly argon2 = new Counter(
+    "auxot_auth_argon2_total",
+    "Argon2id key verifications run (only until a role's one key has been verified)",
+    this.#count,
+  );
   readonly tokens = new Counter("auxot_tokens_total", "Tokens by kind (prompt, completion, cached)", this.#count);
   readonly toolCalls = new Counter("auxot_tool_calls_total", "Server-side tool calls by tool and outcome", this.#count);
   readonly ttft = new Histogram(
@@ -178,7 +195,7 @@ export class Metrics {
   readonly jobLog = new JobLog();
 
   get counters(): Counter[] {
-    return [this.requests, this.jobs, this.authFailures, this.tokens, this.toolCalls];
+    return [this.requests, this.jobs, this.authFailures, this.argon2, this.tokens, this.toolCalls];
   }
   get histograms(): Histogram[] {
     return [this.ttft, this.queueWait, this.outputSpeed];
@@ -202,6 +219,30 @@ export class Metrics {
   jobCancelled(reason: string): void {
     this.jobs.inc({ outcome: reason === "caller_left" ? "cancelled" : reason === "timeout" ? "timed_out" : reason });
   }
+  /**
+   * Events a worker posted for a job: the tokens it really evaluated and generated (a continuation's prompt
+   * included) and how its job ended. Callers' visible usage is kept apart (src/dispatch/answer-so-far.ts).
+   */
+  workerPosted(events: readonly JobEvent[]): void {
+    for (const event of events) {
+      if (event.type === "usage") {
+        this.tokens.inc({ kind: "prompt" }, event.usage.promptTokens);
+        this.tokens.inc({ kind: "completion" }, event.usage.completionTokens);
+        this.tokens.inc({ kind: "cached" }, event.usage.cachedTokens);
+      }
+      if (event.type === "done") this.jobs.inc({ outcome: "completed" });
+      if (event.type === "error") this.jobs.inc({ outcome: "failed" });
+    }
+  }
+  /** An answer resumed on another worker after its worker was lost; the lost job's generated tokens still count. */
+  jobContinued(lostCompletionTokens: number): void {
+    this.jobs.inc({ outcome: "continued" });
+    this.tokens.inc({ kind: "completion" }, lostCompletionTokens);
+  }
+  /** A server-side tool call ended: "ok", "error" (the tool failed) or what failed around it (queue_timeout...). */
+  toolCalled(tool: string, outcome: string): void {
+    this.toolCalls.inc({ tool, outcome });
+  }
   /** A sweep's result: lost leases re-queued or failed, deadlines passed. */
   reaped(result: ReapResult): void {
     this.jobs.inc({ outcome: "requeued" }, result.requeued);
@@ -219,11 +260,14 @@ export class Metrics {
     });
   }
 
-  /** Adds this instance's counter deltas to the store in one call (shared mode; no-op otherwise). */
+  /**
+   * Adds this instance's counter deltas to the store in one call (shared mode; no-op otherwise). Each call sends
+   * the deltas counted so far itself: callers never share an in-flight flush, since on Workers a request must not
+   * wait on a promise another request settles.
+   */
   flush(): Promise<void> {
     if (!this.#shared || !this.#store) return Promise.resolve();
-    this.#flushing ??= this.#flushNow().finally(() => this.#flushing = undefined);
-    return this.#flushing;
+    return this.#flushNow();
   }
 
   /**
@@ -306,6 +350,7 @@ export class Metrics {
     if (commandsDelta > 0) deltas[seriesKey(STORE_COMMANDS, { store: store.kind })] = commandsDelta;
     if (Object.keys(deltas).length === 0) return;
     this.#commandsFlushed = commands;
+    this.#quietFlushAt = Date.now() + QUIET_FLUSH_MS;
     try {
       await store.addCounters(deltas);
     } catch (err) {

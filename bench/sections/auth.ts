@@ -105,7 +105,7 @@ export async function authSection(ctx: BenchContext): Promise<void> {
   section.notes.push(
     `Legitimate: sequential non-streaming chat requests with a valid (cached) key for ${s.floodMs / 1000} s. ` +
       `Flood: ${s.floodConnections} connections, each request with a fresh well-formed wrong key (new connection ` +
-      "each). 401 = verified and refused (Argon2id ran), 429 = refused by the per-client throttle or the full " +
-      "verification queue (no Argon2id).",
+      "each). The API key is known by then, so 401 = refused by comparing digests (no Argon2id); 429 = refused " +
+      "while waiting for an Argon2id turn (only before a role's key has been verified once).",
   );
 }

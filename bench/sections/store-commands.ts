@@ -61,6 +61,11 @@ export async function storeCommandsSection(ctx: BenchContext): Promise<Map<Path,
     if (long.targets[0].errors) errors.push(`${long.targets[0].errors} failed (${long.targets[0].firstError})`);
     rows.set(path, { perRequest, perLongStream, errors });
   }
+  // The idle window (markIdle, next) measures a worker long idle: first let the traffic's tail pass — its last
+  // metric flush (≤ 20 s) and the one sweep that finds nothing live (on the next poll, ≤ 50 s): both belong to the
+  // requests above, amortized there in a steady load.
+  ctx.log("store commands: letting the traffic's tail settle before the idle window (55 s)");
+  await new Promise((resolve) => setTimeout(resolve, ctx.settings.mode === "quick" ? 500 : 55_000));
   return rows;
 }
 
@@ -70,17 +75,13 @@ export function reportStoreCommands(ctx: BenchContext, rows: Map<Path, Row>, idl
   const section = ctx.report.section("4. Upstash store: Redis commands");
   const minutes = (Date.now() - idle.at) / 60_000;
   const tokensPerSecond = Math.round(1000 / s.longStreamIntervalMs);
-  let denoStream = NaN, denoIdle = NaN;
+  const idle0 = idle.counts;
   const tableRows = upstashPaths(ctx).map((path) => {
     const row = rows.get(path);
     const idleCommands = (path.bridge!.commands() - (idle.counts.get(path) ?? NaN)) / minutes;
-    if (path.key === "router-upstash") {
-      denoStream = row?.perLongStream ?? NaN;
-      denoIdle = idleCommands;
-    }
     return [
       path.label,
-      num(row?.perRequest, 1),
+      num(row?.perRequest, 2),
       num(row?.perLongStream, 1),
       num(idleCommands, 1),
       row?.errors.join("; ") || "0",
@@ -104,16 +105,23 @@ export function reportStoreCommands(ctx: BenchContext, rows: Map<Path, Row>, idl
     "Throughput, latency and streaming with the Upstash store are the Upstash rows of sections 1–3.",
   );
   for (const path of upstashPaths(ctx)) if (rows.get(path)?.errors.length) section.notes.push(logNote(path));
-  ctx.report.target({
-    target: `Redis commands per ${s.longStreamTokens}-token stream`,
-    goal: "≤ 15 (500 tokens)",
-    measured: num(denoStream, 1),
-    met: Number.isFinite(denoStream) ? denoStream <= 15 : undefined,
-  });
-  ctx.report.target({
-    target: "Redis commands per idle worker-minute",
-    goal: "≤ 3",
-    measured: num(denoIdle, 1),
-    met: Number.isFinite(denoIdle) ? denoIdle <= 3 : undefined,
-  });
+  // The issue's targets, for every Upstash path (Deno and workerd).
+  for (const path of upstashPaths(ctx)) {
+    const row = rows.get(path);
+    const idle = (path.bridge!.commands() - (idle0.get(path) ?? NaN)) / minutes;
+    const check = (what: string, goal: number, value: number | undefined) =>
+      ctx.report.target({
+        target: `${what} (${path.label})`,
+        goal: `≤ ${goal}`,
+        measured: num(value, 2),
+        met: value !== undefined && Number.isFinite(value) ? value <= goal : undefined,
+      });
+    check("Redis commands per non-streaming request", 5, row?.perRequest);
+    check(
+      `Redis commands per ${s.longStreamTokens}-token stream at ${tokensPerSecond} tokens/s`,
+      12,
+      row?.perLongStream,
+    );
+    check("Redis commands per idle worker-minute", 2, idle);
+  }
 }

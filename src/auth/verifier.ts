@@ -1,67 +1,82 @@
 /**
- * Authentication of every request: which role a presented key has. A key is verified with Argon2id once, then
- * recognised by a keyed digest (HMAC-SHA-256, never the key itself) cached in this isolate and, for other
- * isolates and instances, in the store with a TTL. Wrong keys cost bounded CPU and memory: malformed keys and
- * keys of the wrong role are refused before any hashing; a wrong key seen recently is refused from a bounded
- * table of digests; clients with repeated failures are throttled (a bounded table, oldest entries dropped); and
- * Argon2id itself — synchronous WASM that holds the event loop ~100 ms — runs at most a few times a second for the
- * whole instance, so a flood spread over many addresses cannot starve requests whose keys are already known.
+ * Authentication of every request: which role a presented key has. There is one configured Argon2id hash per role,
+ * so there is one valid key per role. Once that key has been verified (Argon2id, once per deployment), its keyed
+ * digest (HMAC under the router secret, never the key) is kept in this isolate and in the store, for as long as the
+ * configured hashes are unchanged. From then on every key of that role is decided by comparing digests in constant
+ * time: the valid key is accepted and any other key refused, with no Argon2id and no throttle in the way — a wrong key
+ * costs one HMAC and blocks no one.
+ *
+ * Before the first verification of a role, Argon2id is unavoidable; src/auth/argon-gate.ts rations it and orders the
+ * keys waiting for it so that a flood only delays the addresses it comes from. Wrong keys seen recently are refused
+ * from a bounded table. No request waits on another request's verification promise (the workerd rule): a request
+ * whose key is being verified by another request re-checks on its own timer and runs Argon2id itself if it must.
  */
-import { createHash } from "node:crypto";
 import { ApiError } from "../http/errors.ts";
-import { HmacSha256 } from "../platform/hmac-sha256.ts";
 import type { JobStore } from "../store/store.ts";
-import { type Argon2Phc, base64url, type KeyRole, keyRole, verifyKey } from "./keys.ts";
+import { ArgonGate } from "./argon-gate.ts";
+import { type Argon2Phc, type KeyRole, keyRole, verifyKey } from "./keys.ts";
+import { LeaseTokens } from "./lease-token.ts";
+import { constantTimeEqual, deriveRouterKey, hmacBase64url, type RouterKey } from "./router-secret.ts";
 
 export interface VerifierOptions {
   hashes: Partial<Record<KeyRole, Argon2Phc>>;
   store: JobStore;
   now?: () => number;
-  /** How long a verified key is recognised without Argon2id. */
-  cacheTtlMs?: number;
-  /** Argon2id verifications running at once, and waiting, at most (the rest are refused with a 429). */
-  maxConcurrentVerifications?: number;
-  maxWaitingVerifications?: number;
-  /** Failed verifications per client per minute before that client is refused (429). */
-  maxFailuresPerMinute?: number;
-  /** Argon2id verifications per second for the whole instance (a token bucket with this burst). */
+  /** Argon2id verifications per second for the whole instance (only before a role's key is known). */
   maxVerificationsPerSecond?: number;
+  maxConcurrentVerifications?: number;
+  /** Keys waiting for Argon2id, in all and per client; and how long one may wait (then 429). */
+  maxWaitingVerifications?: number;
+  maxWaitingPerClient?: number;
+  maxVerificationWaitMs?: number;
+  /** Called for each Argon2id verification run (for /metrics). */
+  onArgon2?: () => void;
 }
 
-const LOCAL_CACHE_MAX = 1_000;
-const NEGATIVE_CACHE_MAX = 10_000;
+/** How long the store keeps a role's verified digest: "as long as the hashes are unchanged" (a new hash, a new name). */
+const KNOWN_DIGEST_TTL_MS = 400 * 24 * 3_600_000;
+/** While a role's key is unknown, the store is asked again at most this often per isolate (each ask is a command). */
+const STORE_RECHECK_MS = 1_000;
+const REJECTED_MAX = 10_000;
+const REJECTED_TTL_MS = 10 * 60_000;
 const CLIENT_TABLE_MAX = 10_000;
+const FAILURE_WINDOW_MS = 60_000;
 const ROLE_NAMES: Record<KeyRole, string> = { admin: "worker (adm_)", api: "API (rtr_)", tools: "tools (tls_)" };
 
 export class KeyVerifier {
-  readonly #opts: Required<Omit<VerifierOptions, "hashes" | "store">>;
   readonly #hashes: Partial<Record<KeyRole, Argon2Phc>>;
   readonly #store: JobStore;
-  readonly #local = new Map<string, { role: KeyRole; expiresAt: number }>();
-  readonly #inFlight = new Map<string, Promise<boolean>>();
-  readonly #failures = new Map<string, { count: number; since: number }>();
-  /** Digests of keys that failed verification recently (bounded, oldest dropped): a repeated wrong key is cheap. */
+  readonly #now: () => number;
+  readonly #gate: ArgonGate;
+  readonly #onArgon2: () => void;
+  /** The digest of each role's valid key, once verified (here or, through the store, anywhere in the deployment). */
+  readonly #known: Partial<Record<KeyRole, string>> = {};
+  readonly #storeAskedAt: Partial<Record<KeyRole, number>> = {};
+  /** Digests of keys that failed Argon2id recently (bounded, oldest dropped): a repeated wrong key costs nothing. */
   readonly #rejected = new Map<string, number>();
-  #budget: number;
-  #budgetAt = 0;
-  #hmac?: HmacSha256;
-  #running = 0;
-  readonly #queue: (() => void)[] = [];
-  /** Counters for /metrics. */
+  /** Recent failures per client: clients that fail wait behind clients that do not. */
+  readonly #failures = new Map<string, { count: number; since: number }>();
+  #digestKey?: Promise<RouterKey>;
+  #storeNames?: Promise<Record<KeyRole, string>>;
+  /** Lease tokens of this deployment (same secret family as the digests). */
+  readonly leases: LeaseTokens;
+  /** Counters for /metrics and tests. */
   readonly stats = { argon2Verifications: 0, failures: 0, throttled: 0, cacheHits: 0 };
 
   constructor(options: VerifierOptions) {
     this.#hashes = options.hashes;
     this.#store = options.store;
-    this.#opts = {
-      now: options.now ?? (() => Date.now()),
-      cacheTtlMs: options.cacheTtlMs ?? 10 * 60_000,
-      maxConcurrentVerifications: options.maxConcurrentVerifications ?? 2,
-      maxWaitingVerifications: options.maxWaitingVerifications ?? 16,
-      maxFailuresPerMinute: options.maxFailuresPerMinute ?? 10,
-      maxVerificationsPerSecond: options.maxVerificationsPerSecond ?? 4,
-    };
-    this.#budget = this.#opts.maxVerificationsPerSecond;
+    this.#now = options.now ?? (() => Date.now());
+    this.leases = new LeaseTokens(options.hashes);
+    this.#onArgon2 = options.onArgon2 ?? (() => {});
+    this.#gate = new ArgonGate({
+      now: this.#now,
+      ratePerSecond: options.maxVerificationsPerSecond ?? 4,
+      maxConcurrent: options.maxConcurrentVerifications ?? 2,
+      maxWaiting: options.maxWaitingVerifications ?? 64,
+      maxWaitingPerClient: options.maxWaitingPerClient ?? 8,
+      maxWaitMs: options.maxVerificationWaitMs ?? 10_000,
+    });
   }
 
   /** The presented key from `Authorization: Bearer …` or `x-api-key`. */
@@ -71,15 +86,8 @@ export class KeyVerifier {
     return request.headers.get("x-api-key")?.trim() || undefined;
   }
 
-  /**
-   * Resolves to the key's role if it is valid for one of `allowed`; throws a 401 or 429 ApiError otherwise.
-   * `client` may be a function: the address is only needed for keys not already recognised, and reading it costs.
-   */
-  async authenticate(
-    presented: string | undefined,
-    allowed: KeyRole[],
-    clientOf: string | (() => string),
-  ): Promise<KeyRole> {
+  /** Resolves to the key's role if it is valid for one of `allowed`; throws a 401 (or, rarely, 429) ApiError. */
+  async authenticate(presented: string | undefined, allowed: KeyRole[], client: string): Promise<KeyRole> {
     if (!presented) throw new ApiError("authentication", "Missing API key: send `Authorization: Bearer <key>`.");
     const role = keyRole(presented);
     if (!role) throw new ApiError("authentication", "Invalid API key.");
@@ -100,120 +108,121 @@ export class KeyVerifier {
           : "Invalid API key.",
       );
     }
-    const now = this.#opts.now();
-    const digest = this.#digest(presented);
-    const local = this.#local.get(digest);
-    if (local && local.expiresAt > now && local.role === role) {
-      this.stats.cacheHits++;
-      return role;
+    const digest = await this.#digest(presented);
+    const known = this.#known[role] ?? await this.#knownFromStore(role);
+    if (known !== undefined) return this.#compare(digest, known, role, client);
+    if (this.#isRejected(digest)) throw this.#fail(client);
+
+    const outcome = await this.#gate.acquire<string | null>(client, role, digest, () => this.#hasFailed(client), () => {
+      const nowKnown = this.#known[role];
+      if (nowKnown !== undefined) return { done: nowKnown };
+      if (this.#isRejected(digest)) return { done: null };
+      return undefined;
+    }).catch((err) => {
+      this.stats.throttled++;
+      throw err;
+    });
+    if (!outcome.turn) {
+      if (outcome.done === null) throw this.#fail(client);
+      return this.#compare(digest, outcome.done, role, client);
     }
-    const client = typeof clientOf === "string" ? clientOf : clientOf();
-    if ((this.#rejected.get(digest) ?? 0) > now) {
-      this.#fail(client, now);
-      throw new ApiError("authentication", "Invalid API key.");
+    let valid: boolean;
+    try {
+      this.stats.argon2Verifications++;
+      this.#onArgon2();
+      valid = await verifyKey(presented, phc);
+    } finally {
+      this.#gate.release(digest);
     }
-    this.#throttle(client, now);
-    if (await this.#store.getVerifiedKey(digest) === role) {
-      this.#remember(digest, role, now);
-      return role;
+    if (!valid) {
+      if (this.#rejected.size >= REJECTED_MAX) this.#rejected.delete(this.#rejected.keys().next().value!);
+      this.#rejected.set(digest, this.#now() + REJECTED_TTL_MS);
+      throw this.#fail(client);
     }
-    let pending = this.#inFlight.get(digest);
-    if (!pending) {
-      pending = this.#verify(presented, phc).finally(() => this.#inFlight.delete(digest));
-      this.#inFlight.set(digest, pending);
+    this.#known[role] = digest;
+    try {
+      await this.#store.putVerifiedKey((await this.#names())[role], digest, KNOWN_DIGEST_TTL_MS);
+    } catch {
+      // The store is only a cache here: other isolates will verify once themselves.
     }
-    if (!await pending) {
-      this.#fail(client, now);
-      if (this.#rejected.size >= NEGATIVE_CACHE_MAX) this.#rejected.delete(this.#rejected.keys().next().value!);
-      this.#rejected.set(digest, now + this.#opts.cacheTtlMs);
-      throw new ApiError("authentication", "Invalid API key.");
-    }
-    this.#remember(digest, role, now);
-    await this.#store.putVerifiedKey(digest, role, this.#opts.cacheTtlMs);
     return role;
   }
 
-  #remember(digest: string, role: KeyRole, now: number): void {
-    this.#local.delete(digest);
-    if (this.#local.size >= LOCAL_CACHE_MAX) this.#local.delete(this.#local.keys().next().value!);
-    this.#local.set(digest, { role, expiresAt: now + this.#opts.cacheTtlMs });
+  #compare(digest: string, known: string, role: KeyRole, client: string): KeyRole {
+    if (constantTimeEqual(digest, known)) {
+      this.stats.cacheHits++;
+      return role;
+    }
+    throw this.#fail(client);
   }
 
-  async #verify(key: string, phc: Argon2Phc): Promise<boolean> {
-    this.#spendBudget();
-    if (this.#running >= this.#opts.maxConcurrentVerifications) {
-      if (this.#queue.length >= this.#opts.maxWaitingVerifications) {
-        this.stats.throttled++;
-        throw new ApiError("rate_limit", "Too many key verifications in progress; retry shortly.", {
-          retryAfterSeconds: 1,
-        });
-      }
-      await new Promise<void>((resolve) => this.#queue.push(resolve));
-    }
-    this.#running++;
+  async #knownFromStore(role: KeyRole): Promise<string | undefined> {
+    const now = this.#now();
+    if (now - (this.#storeAskedAt[role] ?? -Infinity) < STORE_RECHECK_MS) return undefined;
+    this.#storeAskedAt[role] = now;
+    let value: string | null = null;
     try {
-      this.stats.argon2Verifications++;
-      return await verifyKey(key, phc);
-    } finally {
-      this.#running--;
-      this.#queue.shift()?.();
+      value = await this.#store.getVerifiedKey((await this.#names())[role]);
+    } catch {
+      return undefined; // the store unreachable: verify here (the request itself will meet the outage soon enough)
     }
+    if (value && /^[A-Za-z0-9_-]{43}$/.test(value)) this.#known[role] ??= value;
+    return this.#known[role];
   }
 
-  /** Takes one Argon2id verification from the instance-wide budget, or refuses with a 429. */
-  #spendBudget(): void {
-    const now = this.#opts.now();
-    const rate = this.#opts.maxVerificationsPerSecond;
-    this.#budget = Math.min(rate, this.#budget + (now - this.#budgetAt) * rate / 1000);
-    this.#budgetAt = now;
-    if (this.#budget < 1) {
-      this.stats.throttled++;
-      throw new ApiError("rate_limit", "Too many new keys to verify right now; retry shortly.", {
-        retryAfterSeconds: 1,
-      });
-    }
-    this.#budget--;
+  #isRejected(digest: string): boolean {
+    const until = this.#rejected.get(digest);
+    return until !== undefined && until > this.#now();
   }
 
-  #throttle(client: string, now: number): void {
-    const entry = this.#failures.get(client);
-    if (!entry) return;
-    if (now - entry.since > 60_000) {
-      this.#failures.delete(client);
-      return;
-    }
-    if (entry.count >= this.#opts.maxFailuresPerMinute) {
-      this.stats.throttled++;
-      const retryAfterSeconds = Math.max(1, Math.ceil((entry.since + 60_000 - now) / 1000));
-      throw new ApiError("rate_limit", "Too many failed authentication attempts; retry later.", { retryAfterSeconds });
-    }
+  /** A client has failed recently if its address, or its network (/24, /64), has: floods rarely come from one host. */
+  #hasFailed(client: string): boolean {
+    const now = this.#now();
+    return [client, addressGroup(client)].some((name) => {
+      const entry = this.#failures.get(name);
+      return entry !== undefined && now - entry.since <= FAILURE_WINDOW_MS;
+    });
   }
 
-  #fail(client: string, now: number): void {
+  #fail(client: string): ApiError {
     this.stats.failures++;
-    const entry = this.#failures.get(client);
-    if (entry && now - entry.since <= 60_000) {
-      entry.count++;
-      return;
+    const now = this.#now();
+    for (const name of new Set([client, addressGroup(client)])) {
+      const entry = this.#failures.get(name);
+      if (entry && now - entry.since <= FAILURE_WINDOW_MS) entry.count++;
+      else {
+        this.#failures.delete(name);
+        if (this.#failures.size >= CLIENT_TABLE_MAX) this.#failures.delete(this.#failures.keys().next().value!);
+        this.#failures.set(name, { count: 1, since: now });
+      }
     }
-    this.#failures.delete(client);
-    if (this.#failures.size >= CLIENT_TABLE_MAX) this.#failures.delete(this.#failures.keys().next().value!);
-    this.#failures.set(client, { count: 1, since: now });
+    return new ApiError("authentication", "Invalid API key.");
   }
 
-  /**
-   * HMAC-SHA-256 of the key under a secret derived from the configured hashes (rotating a key changes it). Runs on
-   * every request, so it is synchronous and allocation-light (src/platform/hmac-sha256.ts): WebCrypto's `sign` is
-   * an async op on another thread, and node:crypto's Hmac costs more than the rest of the auth. Same bytes as ever.
-   */
-  #digest(key: string): string {
-    this.#hmac ??= new HmacSha256(
-      createHash("sha256").update(
-        `auxot-key-cache-v1|${
-          Object.entries(this.#hashes).map(([r, h]) => `${r}:${base64url(h!.salt)}:${base64url(h!.hash)}`).join("|")
-        }`,
-      ).digest(),
-    );
-    return this.#hmac.digestBase64url(key);
+  /** HMAC-SHA-256 of the key under the router secret (src/auth/router-secret.ts): rotating any key changes it. */
+  async #digest(key: string): Promise<string> {
+    this.#digestKey ??= deriveRouterKey(this.#hashes, "key-digest");
+    return await hmacBase64url(await this.#digestKey, key);
   }
+
+  /** Store names of the verified digests: they depend on the secret, so new hashes never meet an old entry. */
+  #names(): Promise<Record<KeyRole, string>> {
+    this.#storeNames ??= (async () => {
+      const fingerprint = (await this.#digest("store-name")).slice(0, 16);
+      return {
+        admin: `known.${fingerprint}.admin`,
+        api: `known.${fingerprint}.api`,
+        tools: `known.${fingerprint}.tools`,
+      };
+    })();
+    return this.#storeNames;
+  }
+}
+
+/** The network an address belongs to, for failure tracking: its /24 (IPv4) or /64 (IPv6), else the address itself. */
+export function addressGroup(address: string): string {
+  const v4 = /^(\d{1,3}\.\d{1,3}\.\d{1,3})\.\d{1,3}$/.exec(address);
+  if (v4) return `${v4[1]}.0/24`;
+  if (address.includes(":") && !address.includes("::")) return `${address.split(":").slice(0, 4).join(":")}::/64`;
+  return address;
 }

@@ -4,31 +4,18 @@
  * as they arrive — as SSE or gathered into one body. A caller that leaves cancels its job; a job past its
  * deadline is cancelled and reported as an explicit error, never as a normal-looking end.
  */
-import type { ChatFlavour, ResponseMeta } from "../api/flavour.ts";
-import type { JobTiming } from "../ops/job-log.ts";
+import type { ChatFlavour, RenderOptions, ResponseMeta } from "../api/flavour.ts";
 import { ApiError } from "../http/errors.ts";
+import { json, sse } from "../http/responses.ts";
 import type { ChatRequest } from "../protocol/chat.ts";
 import type { JobEvent } from "../protocol/events.ts";
 import { isOutput } from "../protocol/events.ts";
-import { type JobStore, StoreError } from "../store/store.ts";
 import type { RouterContext } from "./context.ts";
+import { type EventSource, startJob } from "./job-run.ts";
 
-/** Longest single wait on the store; a stream sends a keep-alive after each empty one. */
-const READ_WAIT_MS = 15_000;
-/** How long a caller's reads retry through a store outage before the request fails. */
-const STORE_OUTAGE_GRACE_MS = 10_000;
-
-/**
- * A caller's view of its answer as a sequence of events. One job (`JobRun`) is the usual source; the server-side
- * tool loop (src/tools/loop.ts) chains several jobs behind the same interface.
- */
-export interface EventSource {
-  readonly id: string;
-  readonly finished: boolean;
-  /** The next events (none after a keep-alive interval when `allowEmpty`), enforcing the deadlines. */
-  next(signal: AbortSignal, allowEmpty: boolean): Promise<JobEvent[]>;
-  cancel(reason: "caller_left" | "timeout" | "queue_timeout"): Promise<void>;
-}
+// Kept for modules that imported these from here before they moved (src/dispatch/job-run.ts, src/http/responses.ts).
+export { type EventSource, JobRun, startJob } from "./job-run.ts";
+export { json } from "../http/responses.ts";
 
 /** Starts the answer for a request: enqueues its first job and returns the event source to read. */
 export type SourceFactory = (ctx: RouterContext, d: ChatDispatch, id: string, now: number) => Promise<EventSource>;
@@ -37,42 +24,16 @@ export interface ChatDispatch {
   flavour: ChatFlavour;
   request: ChatRequest;
   stream: boolean;
-  includeUsage: boolean;
+  render: RenderOptions;
   mode?: "generate" | "count_tokens";
   /** The caller's connection: aborts when it goes away. */
   signal: AbortSignal;
-  /** Where the events come from; a single job by default. */
+  /** Where the events come from: `singleJob` by default, the server-tool loop when app.ts chooses it. */
   source?: SourceFactory;
 }
 
-/** Enqueues one chat job and returns its run. Throws a 503 ApiError when the queue is full. */
-export async function startJob(
-  ctx: RouterContext,
-  request: ChatRequest,
-  mode: "generate" | "count_tokens",
-  id: string,
-  now: number,
-): Promise<JobRun> {
-  try {
-    await ctx.store.enqueue({
-      id,
-      lane: "chat",
-      payload: { id, kind: "chat", request, mode },
-      deadlineAt: now + ctx.config.jobTimeoutMs,
-      queueDeadlineAt: now + ctx.config.queueTimeoutMs,
-      conversationKey: request.conversationKey,
-    });
-  } catch (err) {
-    if (err instanceof StoreError && err.code === "queue_full") {
-      throw new ApiError("overloaded", "The queue is full; retry shortly.", { retryAfterSeconds: 5 });
-    }
-    throw err;
-  }
-  ctx.metrics.jobQueued();
-  return new JobRun(ctx, id, now);
-}
-
-const singleJob: SourceFactory = (ctx, d, id, now) => startJob(ctx, d.request, d.mode ?? "generate", id, now);
+/** The plain source: one job answers (continued on another worker if its worker is lost). */
+export const singleJob: SourceFactory = (ctx, d, id, now) => startJob(ctx, d.request, d.mode ?? "generate", id, now);
 
 export async function dispatchChat(ctx: RouterContext, d: ChatDispatch): Promise<Response> {
   const now = ctx.now();
@@ -95,10 +56,10 @@ export async function dispatchChat(ctx: RouterContext, d: ChatDispatch): Promise
       while (!job.finished) events.push(...await job.next(d.signal, false));
       const error = events.find((e) => e.type === "error");
       if (error) throw errorFromEvent(error);
-      return json(d.flavour.collect(events, meta, d.request), requestIdHeaders(d.flavour, id));
+      return json(d.flavour.collect(events, meta, d.request, d.render), d.flavour.responseHeaders(id));
     }
     d.signal.removeEventListener("abort", onAbort);
-    return sse(streamBody(ctx, job, d, meta, first), requestIdHeaders(d.flavour, id));
+    return sse(streamBody(ctx, job, d, meta, first), d.flavour.responseHeaders(id));
   } catch (err) {
     d.signal.removeEventListener("abort", onAbort);
     if (!job.finished) await job.cancel(d.signal.aborted ? "caller_left" : "timeout");
@@ -113,7 +74,7 @@ function streamBody(
   meta: ResponseMeta,
   first: JobEvent[],
 ): ReadableStream<Uint8Array> {
-  const encoder = d.flavour.encoder(meta, d.request, { includeUsage: d.includeUsage });
+  const encoder = d.flavour.encoder(meta, d.request, d.render);
   const bytes = new TextEncoder();
   const aborter = new AbortController();
   let pending: JobEvent[] | undefined = first;
@@ -144,75 +105,6 @@ function streamBody(
   });
 }
 
-/** One caller's view of one job: reads events in order, enforces the deadlines, cancels at most once. */
-export class JobRun implements EventSource {
-  #cursor = "";
-  #queued = true;
-  finished = false;
-  #cancelled = false;
-  readonly #deadlineAt: number;
-  readonly #queueDeadlineAt: number;
-  readonly #store: JobStore;
-  readonly #timing: JobTiming;
-
-  constructor(readonly ctx: RouterContext, readonly id: string, now: number) {
-    this.#store = ctx.store;
-    this.#timing = ctx.metrics.trackJob(id, now);
-    this.#deadlineAt = now + ctx.config.jobTimeoutMs;
-    this.#queueDeadlineAt = now + ctx.config.queueTimeoutMs;
-  }
-
-  /**
-   * The next events (possibly none after `READ_WAIT_MS` when `allowEmpty`); cancels the job when a deadline passes
-   * so that the timeout reaches the caller as an error event.
-   */
-  async next(signal: AbortSignal, allowEmpty: boolean): Promise<JobEvent[]> {
-    for (;;) {
-      this.ctx.reapSoon();
-      const now = this.ctx.now();
-      // Until a worker takes the job, the queue deadline is the nearer one.
-      const deadline = this.#queued ? Math.min(this.#deadlineAt, this.#queueDeadlineAt) : this.#deadlineAt;
-      const wait = Math.max(0, Math.min(READ_WAIT_MS, deadline - now));
-      const read = await this.#read(wait, signal);
-      this.#cursor = read.cursor;
-      this.#queued = read.state === "queued";
-      this.#timing.saw(read.events, this.ctx.now());
-      if (read.state !== "queued" && read.state !== "running") this.finished = true;
-      if (read.events.length > 0 || this.finished) return read.events;
-      if (signal.aborted) throw new ApiError("api_error", "The caller disconnected.");
-      const after = this.ctx.now();
-      if (after >= this.#deadlineAt) await this.cancel("timeout");
-      else if (read.state === "queued" && after >= this.#queueDeadlineAt) await this.cancel("queue_timeout");
-      else if (allowEmpty) return [];
-    }
-  }
-
-  /**
-   * One read of the job's events. A store outage of a few seconds (Redis restarting, a network blip) is ridden out
-   * with short retries — the job is intact in the store — before the caller is told the router lost track of it.
-   */
-  async #read(wait: number, signal: AbortSignal): Promise<Awaited<ReturnType<JobStore["readEvents"]>>> {
-    const giveUpAt = performance.now() + STORE_OUTAGE_GRACE_MS;
-    for (let attempt = 1;; attempt++) {
-      try {
-        return await this.#store.readEvents(this.id, this.#cursor, wait, signal);
-      } catch (err) {
-        if (!(err instanceof StoreError) || err.code !== "unavailable" || performance.now() > giveUpAt) throw err;
-        if (signal.aborted) throw err;
-        await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, 100 * 2 ** attempt)));
-      }
-    }
-  }
-
-  async cancel(reason: "caller_left" | "timeout" | "queue_timeout"): Promise<void> {
-    if (this.#cancelled || this.finished) return;
-    this.#cancelled = true;
-    await this.#store.cancel(this.id, reason);
-    this.ctx.metrics.jobCancelled(reason);
-    this.#timing.cancelled(reason, this.ctx.now());
-  }
-}
-
 function startModel(events: JobEvent[]): string | undefined {
   for (const e of events) if (e.type === "start") return e.model;
   return undefined;
@@ -240,24 +132,4 @@ export function errorFromEvent(event: Extract<JobEvent, { type: "error" }>): Api
     default:
       return new ApiError("api_error", `The worker failed: ${event.message}`, { code: event.code });
   }
-}
-
-export function json(body: unknown, headers: Record<string, string> = {}, status = 200): Response {
-  return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
-}
-
-/** The job id as request id: `x-request-id` for OpenAI callers, `request-id` (req_…) for Anthropic's SDK. */
-function requestIdHeaders(flavour: ChatFlavour, id: string): Record<string, string> {
-  return flavour.name === "anthropic" ? { "request-id": `req_${id}`, "x-request-id": id } : { "x-request-id": id };
-}
-
-function sse(body: ReadableStream<Uint8Array>, headers: Record<string, string>): Response {
-  return new Response(body, {
-    headers: {
-      "content-type": "text/event-stream; charset=utf-8",
-      "cache-control": "no-cache",
-      "x-accel-buffering": "no",
-      ...headers,
-    },
-  });
 }

@@ -11,8 +11,11 @@ import {
   type WorkerError,
   type WorkerInfo,
 } from "../protocol/worker-protocol.ts";
+import type { KeyRole } from "../auth/keys.ts";
 import type { RouterContext } from "./context.ts";
-import { json } from "./chat.ts";
+import { json } from "../http/responses.ts";
+import { admitJobBytes, admitWorkerId, toolSchemaBytes, WORKER_BOUNDS } from "./worker-bounds.ts";
+import { workerModelLanes } from "../policy/route.ts";
 
 export class WorkerProtocolError extends Error {
   constructor(readonly status: number, readonly code: string, message: string, readonly fatal: boolean) {
@@ -40,7 +43,7 @@ function parse<T>(
 export async function handlePoll(
   ctx: RouterContext,
   body: unknown,
-  role: string,
+  role: KeyRole,
   signal: AbortSignal,
 ): Promise<Response> {
   // Worker polls are the steadiest traffic there is: on Workers (no timers) they drive the sweep of lost leases.
@@ -78,7 +81,38 @@ export async function handlePoll(
       true,
     );
   }
-  const lanes = workerLanes(ctx, worker);
+  if (toolSchemaBytes(worker) > WORKER_BOUNDS.maxToolSchemaBytes) {
+    throw new WorkerProtocolError(
+      413,
+      "tool_schemas_too_large",
+      `worker.tools: ${
+        toolSchemaBytes(worker)
+      } bytes of tool definitions; at most ${WORKER_BOUNDS.maxToolSchemaBytes}.`,
+      true,
+    );
+  }
+  if (Object.keys(poll.leases ?? {}).length > 1024) {
+    throw new WorkerProtocolError(400, "invalid_request", "leases: at most 1024 entries.", false);
+  }
+  if (!admitWorkerId(ctx, role, worker.id)) {
+    throw new WorkerProtocolError(
+      429,
+      "too_many_workers",
+      `This key already has ${
+        WORKER_BOUNDS.maxWorkerIdsPerKey[role]
+      } workers polling; a new worker id is admitted when one has been silent for a minute.`,
+      false,
+    );
+  }
+  // Only jobs whose lease token this worker holds are extended and told of cancels; the others are not its jobs
+  // (a worker naming another's job, or a token from another worker id): it is told to drop them, nothing else.
+  const leased: string[] = [];
+  const notLeased: string[] = [];
+  for (const id of poll.activeJobs) {
+    const check = await ctx.auth.leases.check(poll.leases?.[id], id, worker.id, role);
+    (check === "ok" ? leased : notLeased).push(id);
+  }
+  const { lanes, max } = workerLanes(ctx, worker);
   // A worker that has not loaded the current policy gets it at once and no jobs; it polls again once loaded.
   const ready = worker.kind === "tools" || worker.loaded?.policyVersion === policy.version;
   // AUXOT_POLL_WAIT (25 s by default) stays below common proxy idle timeouts; longer polls cost fewer commands.
@@ -87,18 +121,20 @@ export async function handlePoll(
   const result = await ctx.store.claim({
     worker,
     lanes: ready ? lanes : [],
-    activeJobs: poll.activeJobs,
-    max: ready ? worker.free : 0,
+    activeJobs: leased,
+    max: ready ? max : 0,
     waitMs,
     signal,
   });
   const response: PollResponse = {
     protocol: PROTOCOL_VERSION,
     policy,
-    jobs: result.jobs.map((job) =>
-      job.kind === "tool" ? { ...job, credentials: ctx.config.toolCredentials[job.tool] ?? {} } : job
-    ),
-    cancelled: result.cancelled,
+    jobs: await Promise.all(result.jobs.map(async (job) => ({
+      ...job,
+      ...(job.kind === "tool" ? { credentials: ctx.config.toolCredentials[job.tool] ?? {} } : {}),
+      leaseToken: await ctx.auth.leases.issue(job.id, worker.id, job.attempt, role),
+    }))),
+    cancelled: [...result.cancelled, ...notLeased],
     leaseMs: ctx.config.leaseMs,
     flushMs: ctx.store.kind === "embedded" ? 20 : 250,
     ...(ctx.store.kind === "embedded" ? {} : { maxFlushMs: 1_000 }),
@@ -112,8 +148,38 @@ export async function handlePoll(
   return json(response);
 }
 
-export async function handleEvents(ctx: RouterContext, jobId: string, body: unknown): Promise<Response> {
+export async function handleEvents(ctx: RouterContext, jobId: string, body: unknown, role: KeyRole): Promise<Response> {
   const post = parse(EventsRequest, body);
+  const lease = await ctx.auth.leases.check(post.leaseToken, jobId, post.workerId, role);
+  if (lease === "wrong_role") {
+    throw new WorkerProtocolError(
+      403,
+      "wrong_role",
+      role === "tools"
+        ? "This job was handed to a worker (adm_) key; a tools key cannot post its events."
+        : "This job was handed to a tools (tls_) key; a worker key cannot post its events.",
+      false,
+    );
+  }
+  if (lease !== "ok") {
+    return json(
+      {
+        error: {
+          code: "invalid_lease",
+          message: "this lease token was not issued to this worker for this job: stop working on it",
+        },
+        fatal: false,
+      },
+      {},
+      409,
+    );
+  }
+  if (post.seq + post.events.length > WORKER_BOUNDS.maxEventsPerJob) {
+    return await tooLarge(ctx, jobId, post.workerId, post.seq, `more than ${WORKER_BOUNDS.maxEventsPerJob} events`);
+  }
+  if (!admitJobBytes(ctx, jobId, JSON.stringify(post.events).length)) {
+    return await tooLarge(ctx, jobId, post.workerId, post.seq, `more than ${WORKER_BOUNDS.maxBytesPerJob} bytes`);
+  }
   const result = await ctx.store.appendEvents(jobId, post.workerId, post.seq, post.events);
   if (!result.ok) {
     const message = result.reason === "seq_gap"
@@ -123,26 +189,36 @@ export async function handleEvents(ctx: RouterContext, jobId: string, body: unkn
       : "this job is not leased to this worker (lease lost or job re-queued): stop working on it";
     return json({ error: { code: result.reason, message }, fatal: false, next: result.next }, {}, 409);
   }
-  for (const event of post.events) {
-    if (event.type === "usage") {
-      ctx.metrics.tokens.inc({ kind: "prompt" }, event.usage.promptTokens);
-      ctx.metrics.tokens.inc({ kind: "completion" }, event.usage.completionTokens);
-      ctx.metrics.tokens.inc({ kind: "cached" }, event.usage.cachedTokens);
-    }
-    if (event.type === "done") ctx.metrics.jobs.inc({ outcome: "completed" });
-    if (event.type === "error") ctx.metrics.jobs.inc({ outcome: "failed" });
-  }
+  ctx.metrics.workerPosted(post.events);
   return json({ cancelled: result.cancelled, next: result.next });
 }
 
-/** The lanes a worker serves: chat for GPU/CLI workers; one lane per allowed tool for tools workers. */
-function workerLanes(ctx: RouterContext, worker: WorkerInfo): string[] {
-  if (worker.kind !== "tools") return ["chat"];
+/**
+ * A job past its bounds ends with an explicit error to its caller (appended in the worker's place: its lease is
+ * proven), and the worker is told with a 413 to stop.
+ */
+async function tooLarge(ctx: RouterContext, jobId: string, workerId: string, seq: number, what: string) {
+  const message = `the worker's output for this job passed the router's bound (${what})`;
+  await ctx.store.appendEvents(jobId, workerId, seq, [
+    { type: "error", message, retryable: false, code: "job_too_large" },
+  ]);
+  return json({ error: { code: "job_too_large", message: `${message}: stop working on it` }, fatal: false }, {}, 413);
+}
+
+let pollTurn = 0;
+
+/**
+ * The lanes a worker serves and how many jobs one claim may take: per model for GPU/CLI workers
+ * (src/policy/route.ts); one lane per allowed tool for tools workers.
+ */
+function workerLanes(ctx: RouterContext, worker: WorkerInfo): { lanes: string[]; max: number } {
+  if (worker.kind !== "tools") return workerModelLanes(ctx.config.policy, worker, pollTurn++);
   const allowed = ctx.config.allowedTools;
-  return (worker.tools ?? [])
+  const lanes = (worker.tools ?? [])
     .map((t) => t.name)
     .filter((name) => allowed.length === 0 || allowed.includes(name))
     .map((name) => `tool:${name}`);
+  return { lanes, max: worker.free };
 }
 
 export function workerErrorResponse(err: unknown): Response {

@@ -2,8 +2,10 @@
  * `GET /api/status` (admin key): the fleet as the store sees it (every worker with what it serves, its slots and
  * speed), the queue, fleet-wide counters, this instance's latency histograms and recent jobs, and the configuration
  * without secrets. One call costs a small fixed number of store commands whatever the fleet size: one `fleet()`,
- * plus, when counters are shared, at most one flush and one read. No prompt or output text appears here.
+ * plus, when counters are shared, at most one flush and one read, and on Upstash one read of the last hour's
+ * command counts (`storeCost`: the month's projection against Upstash's free tier). No prompt or output text appears here.
  */
+import { modelsView } from "../policy/route.ts";
 import { describeConfig } from "../config.ts";
 import type { RouterContext } from "../dispatch/context.ts";
 import { type HistogramSummary, parseSeriesKey, STORE_COMMANDS } from "../metrics.ts";
@@ -32,6 +34,8 @@ export interface WorkerView {
   tokensPerSecond?: number;
   lastSeenAt: number;
   tools?: string[];
+  /** Several-model workers: every model served, with its free and total slots. */
+  models?: { model: string; kind: string; slots: number; free: number }[];
 }
 
 export interface CounterSummary {
@@ -58,6 +62,36 @@ export interface StatusReport {
   /** This instance only (histograms are not shared). */
   latency: { ttft: HistogramSummary; queueWait: HistogramSummary; outputTokensPerSecond: HistogramSummary };
   recentJobs: JobRecord[];
+  /** Per model of the policy: queue depth, ready workers serving it, their slots. */
+  models: ReturnType<typeof modelsView>;
+  /** Billed stores (Upstash): what the store costs, fleet-wide. */
+  storeCost?: StoreCost;
+}
+
+/** Upstash's free tier: commands a month (pay-as-you-go beyond: $0.20 per 100K). */
+export const UPSTASH_FREE_COMMANDS_PER_MONTH = 500_000;
+const MINUTES_PER_MONTH = 30.44 * 24 * 60;
+
+export interface StoreCost {
+  /** Store commands in the last hour, every instance (flushed counts: up to ~20 s behind, idle up to 15 min). */
+  commandsLastHour: number;
+  /** The last hour's rate over a month (30.44 days). */
+  projectedPerMonth: number;
+  freeTierPerMonth: number;
+  /** projectedPerMonth / freeTierPerMonth (1 = the whole free tier). */
+  shareOfFreeTier: number;
+}
+
+async function storeCost(ctx: RouterContext): Promise<StoreCost | undefined> {
+  if (!ctx.store.commandsInLast) return undefined;
+  const commandsLastHour = await ctx.store.commandsInLast(60);
+  const projectedPerMonth = Math.round(commandsLastHour / 60 * MINUTES_PER_MONTH);
+  return {
+    commandsLastHour,
+    projectedPerMonth,
+    freeTierPerMonth: UPSTASH_FREE_COMMANDS_PER_MONTH,
+    shareOfFreeTier: Math.round(projectedPerMonth / UPSTASH_FREE_COMMANDS_PER_MONTH * 1000) / 1000,
+  };
 }
 
 /**
@@ -67,7 +101,11 @@ export interface StatusReport {
 let instance: { id: string; startedAt: number } | undefined;
 
 export async function statusReport(ctx: RouterContext): Promise<StatusReport> {
-  const [fleet, totals] = await Promise.all([ctx.store.fleet(), ctx.metrics.counterTotals()]);
+  const [fleet, totals, cost] = await Promise.all([
+    ctx.store.fleet(),
+    ctx.metrics.counterTotals(),
+    storeCost(ctx).catch(() => undefined),
+  ]);
   const policy = ctx.config.policy;
   const workers = fleet.workers.map((w) => workerView(w, policy.version));
   const serving = workers.filter((w) => w.ready && w.kind !== "tools");
@@ -88,8 +126,9 @@ export async function statusReport(ctx: RouterContext): Promise<StatusReport> {
     },
     workers,
     slots: { total: slots, free },
-    // Lanes are "chat" and "tool:<name>": few, chosen by the operator.
+    // Lanes are "chat:<model>", "embed:<model>" and "tool:<name>": few, chosen by the operator.
     queue: { depth, byLane: { ...fleet.queued } },
+    models: modelsView(policy, fleet.workers, fleet.queued),
     running: fleet.running,
     counters: summarize(totals),
     latency: {
@@ -98,6 +137,7 @@ export async function statusReport(ctx: RouterContext): Promise<StatusReport> {
       outputTokensPerSecond: ctx.metrics.outputSpeed.summary(),
     },
     recentJobs: ctx.metrics.jobLog.recent(30),
+    ...(cost ? { storeCost: cost } : {}),
   };
 }
 
@@ -128,6 +168,9 @@ function workerView(w: WorkerStatus, policyVersion: string): WorkerView {
     tokensPerSecond: info.tokensPerSecond,
     lastSeenAt: w.lastSeenAt,
     ...(info.tools ? { tools: info.tools.map((t) => t.name) } : {}),
+    ...(info.models
+      ? { models: info.models.map((m) => ({ model: m.model, kind: m.kind, slots: m.slots, free: m.free })) }
+      : {}),
   };
 }
 

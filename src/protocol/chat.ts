@@ -55,6 +55,12 @@ export const ToolDefinition = z.object({
   description: z.string().optional(),
   /** JSON Schema of the arguments, kept whole ($defs, anyOf, ... are never flattened). */
   parameters: z.record(z.string(), z.unknown()),
+  /**
+   * A free-form tool (OpenAI Responses `custom`): the model writes one string, carried as `{"input": "..."}` in the
+   * call's arguments (so `parameters` says exactly that), optionally in a grammar's language. Engines that can
+   * constrain sampling by the grammar do; the router checks the input against it either way.
+   */
+  freeform: z.object({ syntax: z.enum(["text", "lark", "regex"]), definition: z.string().optional() }).optional(),
 });
 export type ToolDefinition = z.infer<typeof ToolDefinition>;
 

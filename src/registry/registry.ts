@@ -9,8 +9,9 @@
  * a typo fails at startup with suggestions instead of reaching every worker as an unknown download.
  */
 import modelsJson from "./models.json" with { type: "json" };
+import embeddingModelsJson from "./embedding-models.json" with { type: "json" };
 import type { Policy } from "../protocol/worker-protocol.ts";
-import { Registry, type RegistryModel, type RegistryQuantization } from "./schema.ts";
+import { Registry, type RegistryModel, type RegistryQuantization, sortRegistry } from "./schema.ts";
 
 export type { RegistryModel, RegistryQuantization } from "./schema.ts";
 
@@ -20,8 +21,16 @@ export const DEFAULT_MODEL = "Qwen3.5-35B-A3B";
 /** Prefix that marks a model outside the registry (served from each worker's --model-path). */
 export const CUSTOM_MODEL_PREFIX = "custom:";
 
-/** Parsed once when the module loads; a malformed models.json fails loudly at startup. */
-export const registry: Registry = Registry.parse(modelsJson);
+/**
+ * Parsed once when the module loads; a malformed models.json fails loudly at startup. Embedding models live in their
+ * own file (the GGUF catalogue that models.json is built from has none), merged in here.
+ */
+export const chatRegistry: Registry = Registry.parse(modelsJson);
+export const embeddingRegistry: Registry = Registry.parse(embeddingModelsJson);
+export const registry: Registry = sortRegistry({
+  ...chatRegistry,
+  models: [...chatRegistry.models, ...embeddingRegistry.models],
+});
 
 const byLowerName = new Map(registry.models.map((model) => [model.name.toLowerCase(), model]));
 
@@ -123,6 +132,8 @@ export function resolvePolicyModel(name: string, quantization?: string): Policy[
     sizeGb: q.sizeGb,
     ...(q.shards ? { shards: q.shards } : {}),
     ...(q.mmproj ? { mmproj: q.mmproj } : {}),
+    ...(q.revision ? { revision: q.revision } : {}),
+    ...(q.sha256 ? { sha256: q.sha256 } : {}),
   }));
   if (!wantedQuantization) return { name: model.name, files };
   const found = findQuantization(model, wantedQuantization);

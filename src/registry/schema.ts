@@ -20,6 +20,12 @@ export const RegistryQuantization = z.object({
   sizeGb: z.number().nonnegative(),
   /** Vision projector file in the same repository, for models that take images. */
   mmproj: z.string().min(1).optional(),
+  /**
+   * Download pins, where known: the repository commit the files are fetched at, and each file's sha256 (the hub's
+   * LFS oid). A worker downloads from that commit and accepts only those bytes, whatever the hub says today.
+   */
+  revision: z.string().regex(/^[0-9a-f]{40}$/).optional(),
+  sha256: z.record(z.string(), z.string().regex(/^[0-9a-f]{64}$/)).optional(),
 });
 export type RegistryQuantization = z.infer<typeof RegistryQuantization>;
 
@@ -32,8 +38,13 @@ export const RegistryModel = z.object({
   /** Context the catalogue suggests by default, and the longest the model supports, in tokens. */
   defaultContext: z.number().int().positive(),
   maxContext: z.number().int().positive(),
-  /** "chat", "vision", "reasoning", "code", "image_generation". */
+  /** "chat", "vision", "reasoning", "code", "image_generation", "embedding". */
   capabilities: z.array(z.string()),
+  /** Embedding models: vector length, and the smallest length it may be cut to (Matryoshka training). */
+  embedding: z.object({
+    dimensions: z.number().int().positive(),
+    minDimensions: z.number().int().positive().optional(),
+  }).optional(),
   /** Sorted by size, smallest first. */
   quantizations: z.array(RegistryQuantization).min(1),
 });

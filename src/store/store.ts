@@ -105,6 +105,11 @@ export interface JobStore {
    */
   addCounters(deltas: Record<string, number>): Promise<void>;
   readCounters(): Promise<Record<string, number>>;
+  /**
+   * Billed stores only (Upstash): store commands counted fleet-wide in the last `minutes` minutes (as flushed by
+   * every instance with addCounters, so up to a flush interval behind). One command.
+   */
+  commandsInLast?(minutes: number): Promise<number>;
 
   close(): Promise<void>;
 }

@@ -26,7 +26,8 @@ import { ApiError } from "../http/errors.ts";
 import type { ChatMessage, ChatRequest, DeclaredServerTool, ToolDefinition } from "../protocol/chat.ts";
 import type { JobEvent, Usage } from "../protocol/events.ts";
 import type { RouterContext } from "../dispatch/context.ts";
-import { type ChatDispatch, type EventSource, type JobRun, type SourceFactory, startJob } from "../dispatch/chat.ts";
+import { type ChatDispatch, singleJob, type SourceFactory } from "../dispatch/chat.ts";
+import { type EventSource, type JobRun, startJob } from "../dispatch/job-run.ts";
 import { serverTools } from "./catalog.ts";
 import { runServerTool } from "./run.ts";
 import { declaredDefinitions, declaredFailure, runDeclared } from "./declared.ts";
@@ -40,16 +41,26 @@ export interface ToolLoopOptions {
   maxRounds?: number;
 }
 
-/** The source factory for chat requests: a plain job when no server tool applies, the tool loop otherwise. */
-export function createServerToolLoop(options: ToolLoopOptions = {}): SourceFactory {
+/**
+ * The source of a chat request's answer, chosen once by app.ts: the server-tool loop when server tools are offered
+ * to this request, a single job otherwise. A forced tool_choice is checked here against the tools the model will
+ * really see.
+ */
+export async function chooseAnswerSource(
+  ctx: RouterContext,
+  d: ChatDispatch,
+  options: ToolLoopOptions = {},
+): Promise<SourceFactory> {
+  const offered = await offeredTools(ctx, d.request);
+  checkToolChoice(d, offered);
+  // Declared server tools never reach a worker as such: they are offered as tools like any other.
+  const { serverTools: declared = [], ...base } = d.request;
+  if (offered.length === 0) {
+    return declared.length === 0 ? singleJob : (ctx, d, id, now) => startJob(ctx, base, d.mode ?? "generate", id, now);
+  }
   const maxRounds = options.maxRounds ?? MAX_TOOL_ROUNDS;
   return async (ctx, d, id, now) => {
     const mode = d.mode ?? "generate";
-    // Declared server tools never reach a worker as such: they are offered as tools like any other.
-    const { serverTools: declared = [], ...base } = d.request;
-    const offered = await offeredTools(ctx, d.request);
-    checkToolChoice(d, offered);
-    if (offered.length === 0) return await startJob(ctx, base, mode, id, now);
     const request: ChatRequest = { ...base, tools: [...base.tools, ...offered] };
     // count_tokens counts the prompt the model would really see, server tools included.
     const first = await startJob(ctx, request, mode, id, now);
@@ -57,8 +68,6 @@ export function createServerToolLoop(options: ToolLoopOptions = {}): SourceFacto
     return new ToolLoopSource(ctx, id, request, base.tools, offered, declared, first, maxRounds);
   };
 }
-
-export const serverToolLoop: SourceFactory = createServerToolLoop();
 
 async function offeredTools(ctx: RouterContext, request: ChatRequest): Promise<ToolDefinition[]> {
   // Legacy text completions have no tools.
@@ -81,22 +90,14 @@ async function offeredTools(ctx: RouterContext, request: ChatRequest): Promise<T
  */
 function checkToolChoice(d: ChatDispatch, offered: ToolDefinition[]): void {
   const choice = d.request.toolChoice;
-  const anthropic = d.flavour.name === "anthropic";
   const tools = [...d.request.tools, ...offered];
-  if (choice === "required" && !anthropic && tools.length === 0 && d.request.prompt === undefined) {
-    throw new ApiError("invalid_request", "tool_choice 'required' needs at least one tool in 'tools'.", {
-      param: "tool_choice",
-    });
+  let error: ApiError | undefined;
+  if (choice === "required" && tools.length === 0 && d.request.prompt === undefined) {
+    error = d.flavour.toolChoiceError("required", choice);
+  } else if (typeof choice === "object" && !tools.some((t) => t.name === choice.name)) {
+    error = d.flavour.toolChoiceError("unknown", choice);
   }
-  if (typeof choice !== "object") return;
-  if (tools.some((t) => t.name === choice.name)) return;
-  throw new ApiError(
-    "invalid_request",
-    anthropic
-      ? `tool_choice.name: no tool named '${choice.name}' in tools`
-      : `tool_choice names '${choice.name}', which is not in 'tools'.`,
-    { param: anthropic ? "tool_choice.name" : "tool_choice" },
-  );
+  if (error) throw error;
 }
 
 interface RoundCall {
@@ -350,6 +351,7 @@ class ToolLoopSource implements EventSource {
       { name: call.name, arguments: args as Record<string, unknown> },
       this.#abort.signal,
     );
+    this.ctx.metrics.toolCalled(call.name, outcome.ok ? "ok" : outcome.code === "tool_error" ? "error" : outcome.code);
     this.ctx.log.info("server tool ran", {
       answer: this.id,
       tool: call.name,

@@ -6,7 +6,7 @@
  * directly on JSON-RPC rather than bundle an SDK into the router (which must also run on Workers).
  */
 import { z } from "zod";
-import { json } from "../dispatch/chat.ts";
+import { json } from "../http/responses.ts";
 import type { RouterContext } from "../dispatch/context.ts";
 import { ApiError } from "../http/errors.ts";
 import { serverTool, serverTools } from "./catalog.ts";

@@ -13,7 +13,7 @@
 import type { IRequest, RouterType } from "itty-router";
 import { z } from "zod";
 import type { KeyRole } from "../auth/keys.ts";
-import { json } from "../dispatch/chat.ts";
+import { json } from "../http/responses.ts";
 import type { RouterContext } from "../dispatch/context.ts";
 import { ApiError } from "../http/errors.ts";
 import { serverTool, serverTools } from "./catalog.ts";

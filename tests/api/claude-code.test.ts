@@ -12,7 +12,8 @@ import { eventually, startDenoRouter } from "../helpers/router.ts";
 import { spawnGpuWorker } from "../helpers/gpu-worker.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
-const CLAUDE = join(ROOT, "node_modules/.bin/claude");
+// The pinned CLI by path: node_modules/.bin/claude may be either installed version.
+const CLAUDE = join(ROOT, "node_modules/@anthropic-ai/claude-code/bin/claude.exe");
 
 async function claude(args: string[], env: Record<string, string>, home: string) {
   const out = await new Deno.Command(CLAUDE, {

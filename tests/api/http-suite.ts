@@ -351,7 +351,7 @@ export function httpSuite(name: string, makeTarget: MakeTarget): void {
       assert.equal(engine.received[0].attempt, 2);
     });
     // The frozen worker's late post is refused.
-    const late = await postEvents(t, claimed[0].id, "frozen-worker-1", 0, [{ type: "text", text: "zombie" }]);
+    const late = await postEvents(t, claimed[0], "frozen-worker-1", 0, [{ type: "text", text: "zombie" }]);
     assert.equal(late.status, 409);
   }, { AUXOT_LEASE_TIMEOUT: "1s" });
 
@@ -367,7 +367,7 @@ export function httpSuite(name: string, makeTarget: MakeTarget): void {
       return r.jobs.length ? r.jobs : undefined;
     });
     assert.equal(
-      (await postEvents(t, job.id, "dying-worker-1", 0, [{ type: "start", model: "x" }, {
+      (await postEvents(t, job, "dying-worker-1", 0, [{ type: "start", model: "x" }, {
         type: "text",
         text: "partial",
       }])).status,
@@ -378,7 +378,8 @@ export function httpSuite(name: string, makeTarget: MakeTarget): void {
     assert.equal(data.filter((d) => d.includes("partial")).length, 1, "output sent once");
     assert.ok(data.some((d) => d.includes('"error"') && d.includes("incomplete")), text);
     assert.ok(!data.includes("[DONE]"), "a failed stream does not end like a complete one");
-  }, { AUXOT_LEASE_TIMEOUT: "1s" });
+    // With continuations allowed the answer would be resumed on another worker (tests/dispatch/failover.test.ts).
+  }, { AUXOT_LEASE_TIMEOUT: "1s", AUXOT_MAX_CONTINUATIONS: "0" });
 
   test("worker protocol: malformed posts, foreign jobs and version mismatch get clear errors", async (t) => {
     const post = (path: string, body: unknown, key = t.keys.admin) =>
@@ -400,7 +401,7 @@ export function httpSuite(name: string, makeTarget: MakeTarget): void {
     });
     assert.equal(events.status, 400);
     await events.body?.cancel();
-    const unknown = await postEvents(t, "no-such-job", "w-12345678", 0, [{ type: "text", text: "x" }]);
+    const unknown = await postEvents(t, { id: "no-such-job" }, "w-12345678", 0, [{ type: "text", text: "x" }]);
     assert.equal(unknown.status, 409);
     // A worker loop given a wrong key exits with a fatal error instead of retrying forever.
     const wrong = startWorker(t, new ScriptedEngine(), { key: t.keys.admin.slice(0, -4) + "AAAA" });
@@ -436,14 +437,20 @@ async function pollRaw(t: RouterTarget, id: string, free: number, policyVersion?
   });
   assert.equal(response.status, 200);
   const body = await response.json();
-  return { version: body.policy.version as string, jobs: body.jobs as { id: string }[] };
+  return { version: body.policy.version as string, jobs: body.jobs as { id: string; leaseToken: string }[] };
 }
 
-function postEvents(t: RouterTarget, jobId: string, workerId: string, seq: number, events: unknown[]) {
-  return fetch(`${t.url}/worker/v1/jobs/${jobId}/events`, {
+function postEvents(
+  t: RouterTarget,
+  job: { id: string; leaseToken?: string },
+  workerId: string,
+  seq: number,
+  events: unknown[],
+) {
+  return fetch(`${t.url}/worker/v1/jobs/${job.id}/events`, {
     method: "POST",
     headers: { authorization: `Bearer ${t.keys.admin}`, "content-type": "application/json" },
-    body: JSON.stringify({ workerId, seq, events }),
+    body: JSON.stringify({ workerId, leaseToken: job.leaseToken ?? "none", seq, events }),
   }).then(async (r) => {
     await r.body?.cancel();
     return r;

@@ -521,7 +521,7 @@ Deno.test("worker flags: clear messages for what is missing or wrong", () => {
       (err: unknown) => err instanceof ArgsError && pattern.test(err.message),
     );
   fails([], {}, /No router URL: pass --router-url/);
-  fails(["--router-url", "http://r"], {}, /No worker key: pass --gpu-key adm_/);
+  fails(["--router-url", "http://r"], {}, /No worker key: pass --gpu-key-file FILE/);
   fails(["--router-url", "http://r", "--gpu-key", "api_x"], {}, /must be a worker key/);
   fails(["--router-url", "ftp://r", "--gpu-key", "adm_x"], {}, /http\(s\) URL/);
   fails(["--router-url", "http://r", "--gpu-key", "adm_x", "--pass-env", "AUXOT_GPU_KEY"], {}, /never reaches the CLI/);

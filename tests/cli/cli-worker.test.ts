@@ -25,7 +25,8 @@ import { eventually, type RouterTarget, startDenoRouter, startWorker } from "../
 import { callerInstruction, ClaudeCodeScriptedEngine } from "./claude-code-scripted.ts";
 
 const ROOT = new URL("../../", import.meta.url).pathname;
-const CLAUDE = join(ROOT, "node_modules/.bin/claude");
+// The pinned CLI by path: node_modules/.bin/claude may be either installed version.
+const CLAUDE = join(ROOT, "node_modules/@anthropic-ai/claude-code/bin/claude.exe");
 const WEATHER = {
   type: "function" as const,
   function: {

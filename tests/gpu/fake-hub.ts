@@ -174,14 +174,15 @@ export function startFakeHub(options: FakeHubOptions): Promise<FakeHub> {
       log(url.pathname, 200);
       return Response.json(page, { headers });
     }
-    const resolve = /^\/([^/]+\/[^/]+)\/resolve\/main\/(.+)$/.exec(url.pathname);
+    const resolve = /^\/([^/]+\/[^/]+)\/resolve\/(main|[0-9a-f]{40})\/(.+)$/.exec(url.pathname);
     if (!resolve) {
       log(url.pathname, 404);
       return new Response("not found", { status: 404 });
     }
     const repo = resolve[1];
-    const path = decodeURIComponent(resolve[2]);
-    const logPath = `${repo}/${path}`;
+    const path = decodeURIComponent(resolve[3]);
+    // A pinned commit shows in the log (the fake hub serves the same files at every commit).
+    const logPath = resolve[2] === "main" ? `${repo}/${path}` : `${repo}@${resolve[2]}/${path}`;
     if (failResolves > 0) {
       failResolves--;
       log(logPath, 503);
@@ -198,7 +199,7 @@ export function startFakeHub(options: FakeHubOptions): Promise<FakeHub> {
         headers: { "x-error-code": "GatedRepo", "x-error-message": "Access to model is restricted." },
       });
     }
-    const file = files.get(logPath);
+    const file = files.get(`${repo}/${path}`);
     if (!file) {
       log(logPath, 404);
       return new Response("Entry not found", {

@@ -269,6 +269,8 @@ Deno.test("a template that opens <think> makes the output reasoning", async () =
     const events = await runJob(engine, chatJob({ messages: [userTurn("Think.")], maxTokens: 20, temperature: 0 }));
     assert.ok(textOf(events, "reasoning").length > 0);
     assert.equal(textOf(events), "");
+    // Every generated token was reasoning (the Responses API reports them as reasoning_tokens).
+    assert.equal(usageOf(events)?.reasoningTokens, usageOf(events)?.completionTokens);
     assert.deepEqual(terminal(events), { type: "done", finishReason: "length" });
   } finally {
     await engine.dispose();

@@ -6,11 +6,14 @@
  *   tool <name> <json>   call tool <name> with <json> arguments, streamed in fragments
  *   think <a> | <b>      reasoning <a>, then answer <b>
  *   slow <ms> <text>     wait <ms> before answering (honours cancel)
+ *   prefill <ms> <text>  a paced "prompt evaluation" of <ms>, reporting progress every 200 ms, then echo <text>
  *   hang                 never answer (until cancelled)
  *   words <n>            stream n words; stops with "length" when maxTokens < n
  *   fail <message>       end with a non-retryable error
  *   retry <message>      end with a retryable error (before any output)
  * Anything else is answered with "ok".
+ * A continuation job (worker-protocol.ts) is resumed as a deterministic model would: the answer is produced again
+ * and the text and reasoning the caller already has are skipped, so only what comes next is emitted.
  */
 import type { JobEvent } from "../../src/protocol/events.ts";
 import type { ChatJob, LoadedModel, Policy, WorkerJob } from "../../src/protocol/worker-protocol.ts";
@@ -18,6 +21,7 @@ import type { Engine, EventSink } from "../../workers/common/engine.ts";
 
 export class ScriptedEngine implements Engine {
   readonly kind = "gpu" as const;
+  readonly resumesContinuations = true;
   readonly received: ChatJob[] = [];
   readonly cancelled: string[] = [];
   #slots: number;
@@ -57,7 +61,8 @@ export class ScriptedEngine implements Engine {
     const instruction = request.prompt ??
       (last?.content.map((p) => p.type === "text" ? p.text : "").join("") ?? "");
     const promptTokens = JSON.stringify(request.messages).length >> 2;
-    sink.emit({ type: "start", model: "scripted", promptTokens });
+    const continuation = job.continuation;
+    sink.emit({ type: "start", model: "scripted", promptTokens, ...(continuation ? { continued: true } : {}) });
     if (job.mode === "count_tokens") {
       sink.emit({ type: "done", finishReason: "stop" });
       return;
@@ -65,10 +70,20 @@ export class ScriptedEngine implements Engine {
     const [command, ...rest] = instruction.trim().split(" ");
     const arg = rest.join(" ");
     let completion = 0;
+    // Output the caller already has (a continuation): skipped, as a model resuming after it would.
+    let emitted = continuation?.completionTokens ?? 0;
+    const skip = { text: continuation?.text.length ?? 0, reasoning: continuation?.reasoning.length ?? 0 };
     const emit = async (event: JobEvent) => {
       if (signal.aborted) throw new CancelledError();
+      if (event.type === "text" || event.type === "reasoning") {
+        const had = Math.min(skip[event.type], event.text.length);
+        skip[event.type] -= had;
+        if (had === event.text.length) return;
+        event = { ...event, text: event.text.slice(had) };
+      }
       if (this.#delayMs) await sleep(this.#delayMs, signal);
       sink.emit(event);
+      sink.emit({ type: "progress", phase: "generate", completionTokens: ++emitted });
     };
     try {
       switch (command) {
@@ -76,6 +91,16 @@ export class ScriptedEngine implements Engine {
           const [ms, ...words] = arg.split(" ");
           await sleep(Number(ms), signal);
           for (const word of words.join(" ").split(" ")) (await emit({ type: "text", text: word + " " }), completion++);
+          break;
+        }
+        case "prefill": {
+          const [ms, ...words] = arg.split(" ");
+          const total = Number(ms);
+          for (let done = 0; done < total; done += 200) {
+            sink.emit({ type: "progress", phase: "prefill", promptTokensDone: done, promptTokens: total });
+            await sleep(Math.min(200, total - done), signal);
+          }
+          for (const word of words.join(" ").split(/(?<= )/)) (await emit({ type: "text", text: word }), completion++);
           break;
         }
         case "hang":
@@ -123,7 +148,9 @@ export class ScriptedEngine implements Engine {
           await emit({ type: "text", text: "ok" });
           completion = 1;
       }
-      sink.emit({ type: "usage", usage: { promptTokens, completionTokens: completion, cachedTokens: 0 } });
+      // A continuation generated only what it emitted (the skipped part was the lost worker's).
+      const generated = continuation ? emitted - continuation.completionTokens : completion;
+      sink.emit({ type: "usage", usage: { promptTokens, completionTokens: generated, cachedTokens: 0 } });
       sink.emit({ type: "done", finishReason: "stop" });
     } catch (err) {
       if (err instanceof CancelledError || signal.aborted) {

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { metricsText } from "../../src/ops/metrics-endpoint.ts";
 import type { StatusReport } from "../../src/ops/status.ts";
-import { UpstashStore } from "../../src/store/upstash.ts";
+import { UpstashStore } from "../../src/store/upstash/store.ts";
 import { startRedisServer } from "../fixtures/redis-server.ts";
 import { startUpstashBridge } from "../fixtures/upstash-bridge.ts";
 import { eventually, startWorker } from "../helpers/router.ts";

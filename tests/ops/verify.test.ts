@@ -51,7 +51,7 @@ Deno.test({ name: "verify: no worker, wrong key, router not running — each wit
     const none = await verify("--router-url", router.url, "--api-key", router.keys.api);
     assert.equal(none.code, 1);
     assert.match(none.out, /No worker is connected/);
-    assert.match(none.out, /deno task worker:gpu --router-url http:\/\/127\.0\.0\.1:\d+ --gpu-key adm_/);
+    assert.match(none.out, /deno task worker:gpu --router-url http:\/\/127\.0\.0\.1:\d+ --gpu-key-file /);
 
     const wrong = await verify("--router-url", router.url, "--api-key", router.keys.admin);
     assert.equal(wrong.code, 1);

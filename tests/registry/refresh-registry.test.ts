@@ -91,7 +91,10 @@ Deno.test("refresh updates sizes, shards, moved files, removals, additions and t
       file: "Alpha-Q4_K_S.gguf",
       sizeGb: 4.6,
       mmproj: "mmproj-F16.gguf",
+      // The hub's LFS oids become the download pins of the model file and its projector.
+      sha256: { "Alpha-Q4_K_S.gguf": "ab".repeat(32), "mmproj-F16.gguf": "ab".repeat(32) },
     });
+    assert.equal(Object.keys(byName.get("BF16")?.sha256 ?? {}).length, 4, "every shard pinned, and the projector");
     assert.equal(byName.get("Q8_0")?.file, "Q8_0/Alpha-Q8_0.gguf");
     assert.equal(byName.get("Q8_0")?.sizeGb, 8.54);
     assert.deepEqual(

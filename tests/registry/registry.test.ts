@@ -5,13 +5,14 @@
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import {
+  chatRegistry,
   DEFAULT_MODEL,
+  embeddingRegistry,
   findModel,
   findQuantization,
   formatModelTable,
   listModels,
   quantizationsOf,
-  registry,
   RegistryError,
   resolvePolicyModel,
   suggestModels,
@@ -127,10 +128,16 @@ Deno.test("the model table lists name, family, parameters, context and sized qua
 
 Deno.test("models.json is sorted, valid and in the build script's exact layout", async () => {
   const text = await readFile(new URL("../../src/registry/models.json", import.meta.url), "utf8");
-  assert.equal(serializeRegistry(registry), text);
+  assert.equal(serializeRegistry(chatRegistry), text);
+  const embeddingText = await readFile(new URL("../../src/registry/embedding-models.json", import.meta.url), "utf8");
+  assert.equal(serializeRegistry(embeddingRegistry), embeddingText);
   const names = listModels().map((m) => m.name.toLowerCase());
   assert.deepEqual(names, [...names].sort());
-  assert.equal(listModels().length, 106);
+  assert.equal(listModels().length, 106 + 2);
+  for (const model of embeddingRegistry.models) {
+    assert.deepEqual(model.capabilities, ["embedding"], model.name);
+    assert.ok(model.embedding && model.embedding.dimensions >= (model.embedding.minDimensions ?? 0), model.name);
+  }
   for (const model of listModels()) {
     const sizes = model.quantizations.map((q) => q.sizeGb);
     assert.deepEqual(sizes, [...sizes].sort((a, b) => a - b), model.name);

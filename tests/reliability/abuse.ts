@@ -43,6 +43,8 @@ export interface AbuseFigures {
   legitimateTally: Tally;
   /** Router CPU time during the abuse and load (ms), and per wrong-key request. */
   routerCpuMs: number;
+  /** Argon2id verifications the router ran in all (its /metrics). */
+  argon2Runs: number;
   rssBeforeMb: number;
   peakRssMb: number;
   socketsBefore: number;
@@ -108,6 +110,9 @@ export async function runAbuse(run: AbuseRun): Promise<AbuseFigures> {
     })();
     const [{ tally }, wrongKeyStatuses] = await Promise.all([load, flood]);
     const routerCpuMs = await cpuMsOf(router.pid) - cpuBefore;
+    const metrics = await (await fetch(`${router.url}/metrics`, { headers: { authorization: `Bearer ${keys.admin}` } }))
+      .text();
+    const argon2Runs = Number(/^auxot_auth_argon2_total (\d+)/m.exec(metrics)?.[1] ?? NaN);
     const seconds = (performance.now() - started) / 1000;
     const holdLeft = (run.holdMs ?? 0) - (performance.now() - started);
     if (holdLeft > 0) await sleep(holdLeft);
@@ -134,6 +139,7 @@ export async function runAbuse(run: AbuseRun): Promise<AbuseFigures> {
       legitimate: run.legitimate,
       legitimateTally: tally,
       routerCpuMs,
+      argon2Runs,
       rssBeforeMb: before.rssBytes / MB,
       peakRssMb: peak.peakRssBytes / MB,
       socketsBefore,

@@ -4,8 +4,8 @@
  * also reads Redis directly, to find what a run left behind.
  */
 import type { Env } from "../../src/config.ts";
-import { storeKeys } from "../../src/store/keys.ts";
-import { UpstashStore } from "../../src/store/upstash.ts";
+import { storeKeys } from "../../src/store/upstash/keys.ts";
+import { UpstashStore } from "../../src/store/upstash/store.ts";
 import { type RedisServer, startRedisServer } from "../fixtures/redis-server.ts";
 import { bulkText, RespConnection, type RespReply } from "../fixtures/resp-client.ts";
 import { type BridgeProcess, startBridgeProcess } from "./processes.ts";

@@ -50,6 +50,8 @@ export interface ScenarioFigures {
   tally: Tally;
   /** Completed after their job was re-queued at least once (a lost worker, an outage). */
   requeuedThenCompleted: number;
+  /** Completed after their answer was continued on another worker (its worker lost mid-answer). */
+  continuedThenCompleted: number;
   leaks: Leaks;
   seconds: number;
   /** Outcomes other than completed, grouped by detail, for diagnosis. */
@@ -163,6 +165,7 @@ export async function runFaultScenario(scenario: FaultScenario): Promise<Scenari
       strikes,
       tally,
       requeuedThenCompleted: requeuedCompleted(outcomes, logLines),
+      continuedThenCompleted: continuedCompleted(outcomes, logLines),
       leaks,
       seconds: (performance.now() - started) / 1000,
       failures: failureDetails(outcomes),
@@ -299,6 +302,21 @@ export function requeuedCompleted(outcomes: Outcome[], lines: string[]): number 
     }
   }
   return outcomes.filter((o) => o.kind === "completed" && o.jobId && retried.has(o.jobId)).length;
+}
+
+/** Completed requests whose answer the router continued on another worker (its log says "job continued"). */
+export function continuedCompleted(outcomes: Outcome[], lines: string[]): number {
+  const continued = new Set<string>();
+  for (const line of lines) {
+    if (!line.includes('"job continued"')) continue;
+    try {
+      const record = JSON.parse(line) as { job?: string };
+      if (record.job) continued.add(record.job);
+    } catch {
+      // not a log record
+    }
+  }
+  return outcomes.filter((o) => o.kind === "completed" && o.jobId && continued.has(o.jobId)).length;
 }
 
 export function failureDetails(outcomes: Outcome[]): Record<string, number> {

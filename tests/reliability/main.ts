@@ -2,7 +2,8 @@
  * `deno task reliability`: the long version of the reliability and abuse suite, printing its figures as Markdown
  * tables (docs/reliability.md keeps the latest). Every run is bounded in count and time and stays on 127.0.0.1.
  *
- *   deno task reliability [--quick] [--only faults,multi,load,abuse,fuzz,secrets]
+ *   deno task reliability [--quick] [--only faults,failover,multi,load,abuse,fuzz,secrets]
+ *                         [--fault bridge-outage,...] [--store embedded|upstash]   (one row of the faults table)
  *
  * --quick uses the CI sizes (under 2 minutes); the default sizes take about 10 minutes on 2 cores. Exits 1
  * when any run broke an invariant (a hung request, duplicated or truncated output, an error outside the API's shape,
@@ -11,6 +12,7 @@
 import { parseArgs } from "node:util";
 import { runAbuse } from "./abuse.ts";
 import { faultsFor, runFaultScenario, type ScenarioFigures } from "./faults.ts";
+import { FAILOVER_SILENCE, runKillLoop, runPrefillFreeze } from "./failover.ts";
 import { runFuzz } from "./fuzz.ts";
 import { runStreamingLoad } from "./load.ts";
 import { runMultiInstance } from "./multi.ts";
@@ -19,10 +21,15 @@ import { MAX_FINISHED_TTL_MS, violations } from "./verdict.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { quick: { type: "boolean", default: false }, only: { type: "string" } },
+  options: {
+    quick: { type: "boolean", default: false },
+    only: { type: "string" },
+    fault: { type: "string" },
+    store: { type: "string" },
+  },
 });
 const quick = values.quick ?? false;
-const only = new Set((values.only ?? "faults,multi,load,abuse,fuzz,secrets").split(","));
+const only = new Set((values.only ?? "faults,failover,multi,load,abuse,fuzz,secrets").split(","));
 const problems: string[] = [];
 
 function table(title: string, header: string[], rows: (string | number)[][]): void {
@@ -36,8 +43,10 @@ const mb = (n: number) => n.toFixed(0);
 
 if (only.has("faults")) {
   const runs: ScenarioFigures[] = [];
-  for (const store of ["embedded", "upstash"] as const) {
-    const kinds = quick ? ["mixed" as const] : [...faultsFor(store), "mixed" as const];
+  const stores = (["embedded", "upstash"] as const).filter((s) => !values.store || values.store === s);
+  for (const store of stores) {
+    const kinds = (quick ? ["mixed" as const] : [...faultsFor(store), "mixed" as const])
+      .filter((kind) => !values.fault || values.fault.split(",").includes(kind));
     for (const fault of kinds) {
       const requests = quick ? (store === "upstash" ? 170 : 110) : fault === "mixed" ? 300 : 400;
       console.error(`faults: ${store} / ${fault}: ${requests} requests...`);
@@ -62,6 +71,7 @@ if (only.has("faults")) {
       "requests",
       "completed",
       "of which re-queued",
+      "continued",
       "failed (explicit error)",
       "connection cut",
       "hung",
@@ -81,6 +91,7 @@ if (only.has("faults")) {
       f.requests,
       f.tally.completed,
       f.requeuedThenCompleted,
+      f.continuedThenCompleted,
       f.tally.failed,
       f.tally.connection_lost,
       f.tally.hung,
@@ -93,6 +104,40 @@ if (only.has("faults")) {
       f.store === "upstash" ? f.leaks.redisJobKeysAfterSweep : "–",
       f.seconds.toFixed(0),
     ]),
+  );
+}
+
+if (only.has("failover")) {
+  const kills = quick ? 10 : 50;
+  const rows = [];
+  const freezes = [];
+  for (const store of ["embedded", "upstash"] as const) {
+    console.error(`failover: ${store}: ${kills} kills of the worker serving a stream...`);
+    const f = await runKillLoop({ store, kills });
+    if (f.failed > 0) problems.push(`failover ${store}: ${f.failed} of ${f.kills} answers not exact`);
+    rows.push([store, f.kills, f.exact, f.failed, f.p50Ms, f.p99Ms, Math.round(Math.max(...f.latenciesMs))]);
+    const prefillMs = quick ? 6_000 : 20_000;
+    console.error(`failover: ${store}: SIGSTOP during a ${prefillMs / 1000} s paced prefill...`);
+    const z = await runPrefillFreeze({ store, prefillMs });
+    if (!z.progressRespected || !z.completedAfterFreeze) problems.push(`failover ${store}: ${JSON.stringify(z)}`);
+    freezes.push([
+      store,
+      `${prefillMs / 1000} s`,
+      z.progressRespected ? "completed, not declared lost" : "DECLARED LOST",
+      z.completedAfterFreeze ? "continued, completed" : "FAILED",
+      Math.round(z.stopToDeclaredMs ?? NaN),
+    ]);
+  }
+  table(
+    `Failover: kill -9 of the worker serving a stream after 20 tokens, a second worker ready (scripted workers, ` +
+      `5 ms a token, AUXOT_WORKER_SILENCE ${FAILOVER_SILENCE})`,
+    ["store", "kills", "answers exact", "not exact / failed", "kill → next token p50 ms", "p99 ms", "max ms"],
+    rows,
+  );
+  table(
+    "Failover: SIGSTOP during a paced prefill (scripted worker reporting progress every 200 ms; silence window 2 s)",
+    ["store", "prefill", "unfrozen", "frozen 1 s in", "SIGSTOP → declared lost ms"],
+    freezes,
   );
 }
 

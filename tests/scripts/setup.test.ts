@@ -63,7 +63,11 @@ Deno.test("setup prints three keys once, with hashes that verify them", () =>
       assert.equal(await verifyKey(key, phc), true);
       assert.equal(await verifyKey(keys.find((k) => !k.startsWith(prefix))!, phc), false);
     }
-    assert.match(stdout, /worker:gpu --gpu-key adm_/);
+    assert.match(stdout, /worker:gpu --gpu-key-file ~\/\.auxot\/worker\.key/);
+    assert.match(stdout, /worker:tools --tools-key-file ~\/\.auxot\/tools\.key/);
+    for (const line of stdout.split("\n").filter((l) => /deno task|npx |curl |fly |wrangler /.test(l))) {
+      assert.doesNotMatch(line, /(adm|rtr|tls)_[A-Za-z0-9_-]{43}/, "a key on a command line");
+    }
   }));
 
 Deno.test("setup --write-env writes hashes only to a 0600 .env and never overwrites it silently", () =>
@@ -120,7 +124,8 @@ Deno.test("setup --fly / --wrangler print secrets commands with the hashes; --cl
     assert.match(cli.stdout, /AUXOT_ENGINE=cli/);
     assert.match(cli.stdout, /AUXOT_MODEL=opus/);
     assert.match(cli.stdout, /AUXOT_MAX_PARALLEL=1/);
-    assert.match(cli.stdout, /worker:cli --gpu-key adm_\S+ --router-url https:\/\/r\.example/);
+    assert.match(cli.stdout, /worker:cli --gpu-key-file ~\/\.auxot\/worker\.key --router-url https:\/\/r\.example/);
+    assert.doesNotMatch(cli.stdout, /--gpu-key adm_/);
   }));
 
 Deno.test("setup refuses unknown or contradictory flags with exit code 2 naming the flag", () =>

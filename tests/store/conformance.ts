@@ -419,4 +419,80 @@ export function storeConformance(name: string, make: MakeStore): void {
     assert.deepEqual(read.events, [limited]);
     assert.deepEqual((await claimOne(store, worker("w-000002"))).jobs, []);
   });
+
+  // Several models (src/policy/route.ts): one lane per model, "chat:<model>" and "embed:<model>".
+  test("per-model lanes: each worker gets its models' jobs only, FIFO per lane", async ({ store, peer }, clock) => {
+    const big = [newJob(clock.t, { lane: "chat:big" }), newJob(clock.t, { lane: "chat:big" })];
+    const small = [newJob(clock.t, { lane: "chat:small" }), newJob(clock.t, { lane: "chat:small" })];
+    for (const job of [big[0], small[0], big[1], small[1]]) await store.enqueue(job);
+    const claim = (w: string, lanes: string[], max: number) =>
+      peer.claim({ worker: worker(w), lanes, activeJobs: [], max, waitMs: 0 });
+    assert.deepEqual((await claim("w-small-01", ["chat:small"], 1)).jobs.map((j) => j.id), [small[0].id]);
+    assert.deepEqual((await claim("w-big-0001", ["chat:big"], 4)).jobs.map((j) => j.id), [big[0].id, big[1].id]);
+    assert.deepEqual((await claim("w-big-0001", ["chat:big"], 4)).jobs, []);
+    const both = await claim("w-both-001", ["chat:big", "chat:small"], 4);
+    assert.deepEqual(both.jobs.map((j) => j.id), [small[1].id]);
+  });
+
+  test("per-model lanes: a re-queued job goes back to its own model's lane", async ({ store }, clock) => {
+    const job = newJob(clock.t, { lane: "embed:e5" });
+    await store.enqueue(job);
+    await store.claim({ worker: worker("w-embed-01"), lanes: ["embed:e5"], activeJobs: [], max: 1, waitMs: 0 });
+    const handBack: JobEvent = { type: "error", message: "not loaded", retryable: true, code: "model_not_loaded" };
+    await store.appendEvents(job.id, "w-embed-01", 0, [handBack]);
+    assert.deepEqual((await store.fleet()).queued, { "embed:e5": 1 });
+    const chat = await store.claim({
+      worker: worker("w-chat-001"),
+      lanes: ["chat:e5"],
+      activeJobs: [],
+      max: 1,
+      waitMs: 0,
+    });
+    assert.deepEqual(chat.jobs, []);
+    const again = await store.claim({
+      worker: worker("w-embed-02"),
+      lanes: ["embed:e5"],
+      activeJobs: [],
+      max: 1,
+      waitMs: 0,
+    });
+    assert.deepEqual(again.jobs.map((j) => [j.id, j.attempt]), [[job.id, 2]]);
+  });
+
+  test(
+    "per-model lanes: a parked claim wakes for its own models' jobs, not for others'",
+    async ({ store, peer }, clock) => {
+      const waiting = store.claim({
+        worker: worker("w-small-01"),
+        lanes: ["chat:small"],
+        activeJobs: [],
+        max: 1,
+        waitMs: 400,
+      });
+      await new Promise((r) => setTimeout(r, 50));
+      const other = newJob(clock.t, { lane: "chat:big" });
+      await peer.enqueue(other);
+      assert.deepEqual((await waiting).jobs, [], "a tiny-big job does not go to a tiny-small worker");
+      const parked = store.claim({
+        worker: worker("w-both-001"),
+        lanes: ["chat:small", "chat:big"],
+        activeJobs: [],
+        max: 1,
+        waitMs: 10_000,
+      });
+      const mine = await parked;
+      assert.deepEqual(mine.jobs.map((j) => j.id), [other.id]);
+      const later = store.claim({
+        worker: worker("w-small-01"),
+        lanes: ["chat:small"],
+        activeJobs: [],
+        max: 1,
+        waitMs: 10_000,
+      });
+      await new Promise((r) => setTimeout(r, 50));
+      const small = newJob(clock.t, { lane: "chat:small" });
+      await peer.enqueue(small);
+      assert.deepEqual((await later).jobs.map((j) => j.id), [small.id]);
+    },
+  );
 }

@@ -1,6 +1,6 @@
 /** Where the Upstash URL and token may come from, and the errors that say which variable to fix. */
 import assert from "node:assert/strict";
-import { parseRedisUrl } from "../../src/store/upstash-config.ts";
+import { parseRedisUrl } from "../../src/store/upstash/config.ts";
 
 const URL = "https://eu1-fine-cat-123.upstash.io";
 

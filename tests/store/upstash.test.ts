@@ -1,82 +1,14 @@
 /**
  * The Upstash store against a real redis-server behind the Upstash REST bridge: the shared conformance suite (two
  * store instances on one database play two router instances), then what only a shared, billed store has — command
- * counts, keys cleaned up, wake-ups and cancels across instances, and Redis going away and coming back.
+ * counts, keys cleaned up, wake-ups and cancels across instances (outages: upstash-outages.test.ts).
  */
 import assert from "node:assert/strict";
 import type { JobEvent } from "../../src/protocol/events.ts";
-import type { WorkerInfo } from "../../src/protocol/worker-protocol.ts";
 import type { StoreOptions } from "../../src/store/store.ts";
-import { StoreError } from "../../src/store/store.ts";
-import { storeKeys } from "../../src/store/keys.ts";
-import { UpstashStore } from "../../src/store/upstash.ts";
-import { RespConnection } from "../fixtures/resp-client.ts";
-import { type RedisServer, startRedisServer } from "../fixtures/redis-server.ts";
-import { startUpstashBridge, type UpstashBridge } from "../fixtures/upstash-bridge.ts";
+import { storeKeys } from "../../src/store/upstash/keys.ts";
 import { newJob, storeConformance } from "./conformance.ts";
-
-const TOKEN = "store-test-token";
-let prefixes = 0;
-
-interface Backend {
-  redis: RedisServer;
-  bridge: UpstashBridge;
-  prefix: string;
-  store(options?: Partial<StoreOptions>, extra?: { maxBlockMs?: number }): UpstashStore;
-  /** A command straight to Redis (bypassing the bridge). */
-  redisCommand(...args: string[]): Promise<void>;
-  /** Keys under this backend's prefix, read straight from Redis. */
-  keys(): Promise<string[]>;
-  close(): Promise<void>;
-}
-
-async function startBackend(): Promise<Backend> {
-  const redis = await startRedisServer();
-  let bridge: UpstashBridge;
-  try {
-    bridge = await startUpstashBridge({ redisPort: redis.port, token: TOKEN });
-  } catch (err) {
-    await redis.stop();
-    throw err;
-  }
-  const prefix = `test-${Date.now().toString(36)}-${++prefixes}`;
-  const stores: UpstashStore[] = [];
-  return {
-    redis,
-    bridge,
-    prefix,
-    async redisCommand(...args) {
-      const conn = await RespConnection.open(redis.port);
-      try {
-        await conn.command(...args);
-      } finally {
-        conn.close();
-      }
-    },
-    store(options = {}, extra = {}) {
-      const store = new UpstashStore({ url: bridge.url, token: TOKEN, prefix, options, ...extra });
-      stores.push(store);
-      return store;
-    },
-    async keys() {
-      const conn = await RespConnection.open(redis.port);
-      try {
-        const reply = await conn.command("KEYS", `${prefix}:*`);
-        if (reply.kind !== "array" || !reply.value) return [];
-        return reply.value.map((item) =>
-          item.kind === "bulk" && item.value ? new TextDecoder().decode(item.value) : ""
-        );
-      } finally {
-        conn.close();
-      }
-    },
-    async close() {
-      for (const store of stores) await store.close();
-      await bridge.close();
-      await redis.stop();
-    },
-  };
-}
+import { startBackend, waitForBlockedClients, withBackend, worker } from "./upstash-backend.ts";
 
 storeConformance("upstash", async (options) => {
   const backend = await startBackend();
@@ -84,23 +16,6 @@ storeConformance("upstash", async (options) => {
 });
 
 // --- Upstash-specific -------------------------------------------------------------------------------------
-
-const worker = (id: string, over: Partial<WorkerInfo> = {}): WorkerInfo => ({
-  id,
-  kind: "gpu",
-  slots: 1,
-  free: 1,
-  ...over,
-});
-
-async function withBackend(fn: (backend: Backend) => Promise<void>): Promise<void> {
-  const backend = await startBackend();
-  try {
-    await fn(backend);
-  } finally {
-    await backend.close();
-  }
-}
 
 Deno.test("upstash: a 500-event stream in 10 batches costs a bounded number of commands", async () => {
   await withBackend(async (backend) => {
@@ -323,81 +238,3 @@ Deno.test("upstash: reap is one command when there is nothing to do, and one ins
     assert.equal((await b.readEvents(job.id, "", 0)).state, "cancelled");
   });
 });
-
-Deno.test("upstash: Redis going away gives explicit errors, and the store recovers when it is back", async () => {
-  await withBackend(async (backend) => {
-    const store = backend.store();
-    const other = backend.store();
-    const lost = newJob(Date.now());
-    await store.enqueue(lost);
-    const unavailable = (err: unknown) => err instanceof StoreError && err.code === "unavailable";
-
-    // Redis crashes: a worker parked in a claim and every step get explicit errors while it is down.
-    const parkedAcross = assert.rejects(
-      other.claim({ worker: worker("w-crash-01"), lanes: ["late"], activeJobs: [], max: 1, waitMs: 10_000 }),
-      unavailable,
-    );
-    await waitForBlockedClients(backend, 1);
-    await backend.redis.restart({
-      whileDown: async () => {
-        await parkedAcross;
-        await assert.rejects(store.enqueue(newJob(Date.now())), unavailable);
-        await assert.rejects(store.readEvents(lost.id, "", 0), unavailable);
-      },
-    });
-    // It is back, empty (loaded scripts too: EVALSHA → NOSCRIPT → EVAL): the lost job is reported unknown.
-    const read = await store.readEvents(lost.id, "", 0);
-    assert.equal(read.state, "failed");
-    assert.equal((read.events[0] as { code?: string }).code, "unknown_job");
-    const kept = newJob(Date.now());
-    await store.enqueue(kept);
-
-    // The service unreachable: every step fails with StoreError("unavailable"), a parked claim too.
-    const parked = assert.rejects(
-      store.claim({ worker: worker("w-fault-01"), lanes: ["other"], activeJobs: [], max: 1, waitMs: 10_000 }),
-      unavailable,
-    );
-    await waitForBlockedClients(backend, 1);
-    await backend.bridge.pause(500);
-    await parked;
-    await assert.rejects(store.enqueue(newJob(Date.now())), unavailable);
-    await assert.rejects(
-      store.claim({ worker: worker("w-fault-01"), lanes: ["chat"], activeJobs: [], max: 1, waitMs: 0 }),
-      unavailable,
-    );
-
-    await backend.bridge.available();
-    const claimed = await eventually(() =>
-      store.claim({ worker: worker("w-fault-01"), lanes: ["chat"], activeJobs: [], max: 1, waitMs: 0 })
-    );
-    assert.deepEqual(claimed.jobs.map((j) => j.id), [kept.id]);
-  });
-});
-
-/** Waits until Redis reports `count` clients parked in a blocking command (a condition, not a sleep). */
-async function waitForBlockedClients(backend: Backend, count: number): Promise<void> {
-  const conn = await RespConnection.open(backend.redis.port);
-  try {
-    for (let i = 0; i < 500; i++) {
-      const reply = await conn.command("INFO", "clients");
-      const text = reply.kind === "bulk" && reply.value ? new TextDecoder().decode(reply.value) : "";
-      if (new RegExp(`blocked_clients:${count}\\b`).test(text)) return;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  } finally {
-    conn.close();
-  }
-  throw new Error(`redis never reported ${count} blocked clients`);
-}
-
-/** Retries a step that may meet one stale pooled HTTP connection right after the service came back. */
-async function eventually<T>(step: () => Promise<T>): Promise<T> {
-  for (let attempt = 1;; attempt++) {
-    try {
-      return await step();
-    } catch (err) {
-      if (attempt >= 5 || !(err instanceof StoreError)) throw err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-}

@@ -53,6 +53,14 @@ test("tool loop: server tools run between rounds; the caller sees one answer wit
       assert.deepEqual(first.request.toolChoice, { name: "code_executor" });
       assert.ok(first.request.tools.some((tool) => tool.name === "code_executor"));
       assert.equal(second.request.toolChoice, "auto", "a forced choice applies to the first round only");
+      const metrics = await (await fetch(`${router.url}/metrics`, {
+        headers: { authorization: `Bearer ${router.keys.admin}` },
+      })).text();
+      assert.match(
+        metrics,
+        /auxot_tool_calls_total\{(?=[^}]*tool="code_executor")(?=[^}]*outcome="ok")[^}]*\} 1\b/,
+        "the server tool call is counted",
+      );
       const [, assistant, result] = second.request.messages;
       assert.equal(assistant.role, "assistant");
       assert.deepEqual(assistant.role === "assistant" && assistant.toolCalls?.map((c) => c.name), ["code_executor"]);

@@ -34,7 +34,10 @@ test("tools worker: a missing router URL or key, or the wrong key kind, is a cle
   assert.match(noUrl.text, /No router URL: pass --router-url/);
   const noKey = await runMain(["--router-url", "http://127.0.0.1:9"]);
   assert.equal(noKey.code, 2);
-  assert.match(noKey.text, /No tools key: pass --tools-key tls_\.\.\. \(or set AUXOT_TOOLS_KEY\)/);
+  assert.match(
+    noKey.text,
+    /No tools key: pass --tools-key-file FILE \(a file holding tls_\.\.\., mode 600\) or set AUXOT_TOOLS_KEY/,
+  );
   const wrongKind = await runMain(["--router-url", "http://127.0.0.1:9", "--tools-key", "adm_abc"]);
   assert.equal(wrongKind.code, 2);
   assert.match(wrongKind.text, /must be a tools key/);

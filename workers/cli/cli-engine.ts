@@ -20,6 +20,7 @@ import type { JobEvent } from "../../src/protocol/events.ts";
 import type { ChatJob, LoadedModel, Policy, WorkerInfo, WorkerJob } from "../../src/protocol/worker-protocol.ts";
 import type { Engine, EventSink } from "../common/engine.ts";
 import { buildCliArgs, buildCliEnv, CliProcess } from "./cli-process.ts";
+import { type Isolation, probeIsolation } from "./isolation.ts";
 import {
   type AnthropicBlock,
   CALLER_TOOL_PREFIX,
@@ -51,6 +52,8 @@ export interface CliEngineOptions {
   secrets?: string[];
   /** Where per-job directories are made (default: the system temp folder). */
   workDir?: string;
+  /** Files the CLI must not read when it runs built-in tools (the worker's key file): covered in its namespace. */
+  hiddenPaths?: string[];
   log?: Logger;
   /** Epoch milliseconds. */
   now?: () => number;
@@ -64,6 +67,8 @@ export class CliEngine implements Engine {
   #pausedUntil = 0;
   #tools = new CallerToolServer();
   #running = new Set<CliProcess>();
+  /** Set while the policy enables built-in CLI tools: every CLI then runs isolated (isolation.ts). */
+  #isolation?: Isolation;
   readonly #now: () => number;
 
   constructor(readonly options: CliEngineOptions) {
@@ -111,8 +116,19 @@ export class CliEngine implements Engine {
       throw new Error(`the router's policy is engine "${policy.engine}"; CLI workers need AUXOT_ENGINE=cli`);
     }
     this.#version ??= await this.probe();
-    this.#policy = policy;
     const tools = policy.cliTools ?? [];
+    if (tools.length > 0 && !this.#isolation) {
+      const isolation = await probeIsolation(this.options.hiddenPaths ?? [], process.env.PATH ?? "");
+      if (typeof isolation === "string") {
+        throw new Error(
+          `the router enables built-in CLI tools (${tools.join(", ")}), which must run isolated from this worker's ` +
+            `key, and ${isolation}. Run the worker on Linux with util-linux and unprivileged user namespaces.`,
+        );
+      }
+      this.#isolation = isolation;
+    }
+    if (tools.length === 0) this.#isolation = undefined;
+    this.#policy = policy;
     return {
       policyVersion: policy.version,
       model: policy.model.name,
@@ -258,7 +274,9 @@ export class CliEngine implements Engine {
       }
       if (!signal.aborted) sink.emit(event);
     };
-    const cli: CliProcess = new CliProcess(this.options.claudePath, args, {
+    const command = this.#isolation?.wrap(this.options.claudePath, args) ??
+      { command: this.options.claudePath, args };
+    const cli: CliProcess = new CliProcess(command.command, command.args, {
       cwd,
       env,
       ...(stdin !== undefined ? { stdin } : {}),

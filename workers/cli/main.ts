@@ -1,5 +1,5 @@
 /**
- * The CLI worker: `deno task worker:cli --gpu-key adm_... --router-url https://router.example`.
+ * The CLI worker: `deno task worker:cli --gpu-key-file FILE --router-url https://router.example`.
  * Serves the router's jobs through the Claude Code CLI (a subscription or an API key), one CLI process per job.
  * The router must run in CLI mode (AUXOT_ENGINE=cli); its policy names the model and the built-in CLI tools the
  * operator enabled (none by default). Read docs/cli-workers.md first: serving a subscription through an API is
@@ -7,7 +7,7 @@
  * Ctrl-C finishes running jobs (or hands them back after a grace period) and exits cleanly.
  */
 import { hostname } from "node:os";
-import { createLogger, type LogLevel } from "../../src/log.ts";
+import { createLogger, logFormatFrom, type LogLevel } from "../../src/log.ts";
 import { WorkerLoop } from "../common/worker-loop.ts";
 import {
   ArgsError,
@@ -19,9 +19,10 @@ import {
 } from "../common/worker-main.ts";
 import { CliEngine } from "./cli-engine.ts";
 
-const USAGE = `Usage: deno task worker:cli --gpu-key adm_... --router-url https://router.example [options]
+const USAGE = `Usage: deno task worker:cli --gpu-key-file FILE --router-url https://router.example [options]
 
-  --gpu-key KEY         worker key from \`deno task setup --cli\` (or AUXOT_GPU_KEY)
+  --gpu-key-file FILE   file holding the worker key (or AUXOT_GPU_KEY_FILE; mode 600), or set AUXOT_GPU_KEY
+  --gpu-key KEY         (avoid: a flag is visible to every user in ps) worker key from \`deno task setup --cli\` (or AUXOT_GPU_KEY)
   --router-url URL      the router's base URL (or AUXOT_ROUTER_URL)
   --claude-path PATH    the Claude Code executable (or AUXOT_CLAUDE_PATH; default: "claude" on PATH)
   --pass-env NAMES      extra environment variables to pass to the CLI, comma-separated
@@ -36,6 +37,8 @@ export const WORKER_VERSION = "0.1.0";
 
 export interface CliWorkerArgs {
   key: string;
+  /** Where the key came from: covered from the CLI when it runs built-in tools. */
+  keyFile?: string;
   routerUrl: string;
   claudePath: string;
   passEnv: string[];
@@ -56,15 +59,16 @@ const CLI_CONNECTION = {
 export function parseCliWorkerArgs(argv: string[], env: Record<string, string | undefined>): CliWorkerArgs {
   const values = parseFlags(argv, {
     "gpu-key": { type: "string" },
+    "gpu-key-file": { type: "string" },
     "router-url": { type: "string" },
     "claude-path": { type: "string" },
     "pass-env": { type: "string" },
     "work-dir": { type: "string" },
     name: { type: "string" },
   }, USAGE);
-  const { routerUrl, key } = connectionArgs(
+  const { routerUrl, key, keyFile } = connectionArgs(
     CLI_CONNECTION,
-    { routerUrl: values["router-url"], key: values["gpu-key"] },
+    { routerUrl: values["router-url"], key: values["gpu-key"], keyFile: values["gpu-key-file"] },
     env,
   );
   const passEnv = (values["pass-env"] ?? "").split(",").map((n) => n.trim()).filter(Boolean);
@@ -77,6 +81,7 @@ export function parseCliWorkerArgs(argv: string[], env: Record<string, string | 
   const logLevel = logLevelFrom(env);
   return {
     key,
+    ...(keyFile ? { keyFile } : {}),
     routerUrl,
     claudePath: values["claude-path"] ?? (env.AUXOT_CLAUDE_PATH || "claude"),
     passEnv,
@@ -87,11 +92,22 @@ export function parseCliWorkerArgs(argv: string[], env: Record<string, string | 
 }
 
 export async function runCliWorker(args: CliWorkerArgs): Promise<number> {
-  const log = createLogger(args.logLevel, (line) => console.error(line), { worker: "cli" });
+  const log = createLogger(
+    args.logLevel,
+    (line) => console.error(line),
+    { worker: "cli" },
+    logFormatFrom(
+      Deno.env.toObject(),
+      Deno.stderr.isTerminal(),
+    ),
+  );
+  // Nothing this process starts inherits the key (the CLI's environment is an allowlist anyway).
+  Deno.env.delete("AUXOT_GPU_KEY");
   const engine = new CliEngine({
     claudePath: args.claudePath,
     passEnv: args.passEnv,
     secrets: [args.key],
+    ...(args.keyFile ? { hiddenPaths: [Deno.realPathSync(args.keyFile)] } : {}),
     ...(args.workDir ? { workDir: args.workDir } : {}),
     log,
   });

@@ -91,7 +91,7 @@ const Line = z.discriminatedUnion("type", [
   }),
 ]);
 
-type TokenCounts = Required<Omit<Usage, "costUsd">>;
+type TokenCounts = Required<Omit<Usage, "costUsd" | "reasoningTokens">>;
 
 function zeroCounts(): TokenCounts {
   return { promptTokens: 0, completionTokens: 0, cachedTokens: 0, cacheCreationTokens: 0 };

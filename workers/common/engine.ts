@@ -7,12 +7,17 @@ import type { JobEvent } from "../../src/protocol/events.ts";
 import type { LoadedModel, Policy, WorkerInfo, WorkerJob } from "../../src/protocol/worker-protocol.ts";
 
 export interface EventSink {
-  /** Queues an event for the router; the loop batches and posts them (every few tens of ms). */
+  /**
+   * Queues an event for the router; the loop batches and posts them (every few tens of ms). A `progress` event is
+   * kept as the job's latest progress and posted only when nothing else was posted for a second (cheap to emit).
+   */
   emit(event: JobEvent): void;
 }
 
 export interface Engine {
   readonly kind: WorkerInfo["kind"];
+  /** Resumes a chat job's `continuation` (worker-protocol.ts); the loop refuses continuation jobs otherwise. */
+  readonly resumesContinuations?: boolean;
   /** Slots this engine can run at once with what is loaded now (0 until loaded). */
   slots(): number;
   /** Brings the engine in line with a policy (first poll, or when policy.version changes). Idempotent. */

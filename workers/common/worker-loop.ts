@@ -89,7 +89,12 @@ export class WorkerLoop {
         if (this.#stopping) break;
         failures++;
         const delay = backoff(failures);
-        this.opts.log.warn("cannot reach the router, retrying", { error: err, retryInMs: delay, attempt: failures });
+        this.opts.log.warn("cannot reach the router, retrying", {
+          router: this.#base,
+          error: err,
+          retryInMs: delay,
+          attempt: failures,
+        });
         await sleep(delay);
       }
     }
@@ -178,7 +183,8 @@ export class WorkerLoop {
 
   async #poll(waitMs: number): Promise<void> {
     this.#pollController = new AbortController();
-    const body = { protocol: PROTOCOL_VERSION, worker: this.#info(), activeJobs: [...this.#running.keys()], waitMs };
+    const leases = Object.fromEntries([...this.#running].map(([id, r]) => [id, r.job.leaseToken ?? ""]));
+    const body = { protocol: PROTOCOL_VERSION, worker: this.#info(), activeJobs: Object.keys(leases), leases, waitMs };
     const raw = await this.#post("/worker/v1/poll", body, this.#pollController.signal);
     if (raw === undefined) return; // aborted by stop()
     const response = PollResponse.parse(raw);
@@ -192,12 +198,14 @@ export class WorkerLoop {
 
   #start(job: WorkerJob): void {
     const controller = new AbortController();
-    const sink = new BatchingSink(this, job.id, controller);
+    const sink = new BatchingSink(this, job.id, job.leaseToken ?? "", controller);
     const log = this.opts.log.child({ job: job.id });
     log.debug("job started", { kind: job.kind, attempt: job.attempt });
     const done = (async () => {
       try {
-        await this.opts.engine.run(job, sink, controller.signal);
+        const refusal = this.#cannotResume(job);
+        if (refusal) sink.emit({ type: "error", message: refusal, retryable: false, code: "continuation_unsupported" });
+        else await this.opts.engine.run(job, sink, controller.signal);
         if (!sink.terminated && !controller.signal.aborted) {
           sink.emit({
             type: "error",
@@ -224,6 +232,18 @@ export class WorkerLoop {
       }
     })();
     this.#running.set(job.id, { job, controller, done });
+  }
+
+  /** Why this worker cannot resume a continuation job (another engine, another policy); undefined if it can. */
+  #cannotResume(job: WorkerJob): string | undefined {
+    if (job.kind !== "chat" || !job.continuation) return undefined;
+    if (!this.opts.engine.resumesContinuations) {
+      return "this worker's engine cannot resume an answer another worker began";
+    }
+    if (job.continuation.policyVersion !== this.#loaded?.policyVersion) {
+      return "this answer was started under another model policy; it cannot be resumed here";
+    }
+    return undefined;
   }
 
   /** Aborts every running job as the worker's own decision; their sinks hand them back to the router. */
@@ -281,34 +301,55 @@ export class WorkerLoop {
         error.error?.code ?? String(response.status),
       );
     }
-    if (response.status === 409) return parsed;
+    if (response.status === 409 || response.status === 413) return parsed; // lease lost, or a job past its bounds
     throw new RetryableHttpError(`router answered ${response.status}: ${message}`);
   }
 
   /** Posts one batch of a job's events; retried by the sink. */
-  postEvents(jobId: string, seq: number, events: JobEvent[]): Promise<unknown> {
-    return this.#post(`/worker/v1/jobs/${encodeURIComponent(jobId)}/events`, { workerId: this.id, seq, events });
+  postEvents(jobId: string, leaseToken: string, seq: number, events: JobEvent[]): Promise<unknown> {
+    return this.#post(`/worker/v1/jobs/${encodeURIComponent(jobId)}/events`, {
+      workerId: this.id,
+      leaseToken,
+      seq,
+      events,
+    });
   }
 }
 
+/** Protocol rule: while a job runs, its worker posts at least this often (the router's silence rule relies on it). */
+const PROGRESS_MS = 1_000;
+const PROGRESS_TICK_MS = 250;
+
 /**
  * Collects a job's events and posts them in batches: the first output and a terminal event go out at once; any
- * other event starts a `flushMs` timer; an empty heartbeat goes out every third of the lease so long silent phases
- * (prompt evaluation) keep the lease. Posts are sequential, so order and `seq` hold; a retried post is idempotent.
+ * other event starts a `flushMs` timer. When nothing was posted for most of a second — prompt evaluation, a slow
+ * token — the engine's latest `progress` (or a bare one) goes out, so the router can tell a slow worker from a
+ * lost one. Posts are sequential, so order and `seq` hold; a retried post is idempotent.
  */
 class BatchingSink implements EventSink {
   #buffer: JobEvent[] = [];
   #seq = 0;
   #timer?: ReturnType<typeof setTimeout>;
   #heartbeat: ReturnType<typeof setInterval>;
+  #lastPostAt = performance.now();
+  /** The engine's latest progress report: sent only when nothing else was posted lately. */
+  #progress?: Extract<JobEvent, { type: "progress" }>;
   #chain: Promise<void> = Promise.resolve();
   #batches = 0;
   #closed = false;
   terminated = false;
   hadOutput = false;
 
-  constructor(readonly loop: WorkerLoop, readonly jobId: string, readonly controller: AbortController) {
-    this.#heartbeat = setInterval(() => this.#flush(), Math.max(1_000, loop.leaseMs / 3));
+  constructor(
+    readonly loop: WorkerLoop,
+    readonly jobId: string,
+    readonly leaseToken: string,
+    readonly controller: AbortController,
+  ) {
+    this.#heartbeat = setInterval(() => this.#beat(), PROGRESS_TICK_MS);
+    // The first post says this worker reports progress: from then on the router reads its silence as its loss.
+    this.#buffer.push({ type: "progress", phase: "prefill" });
+    this.#timer = setTimeout(() => this.#flush(), this.#holdMs());
   }
 
   get abortReason(): string | undefined {
@@ -317,6 +358,10 @@ class BatchingSink implements EventSink {
 
   emit(event: JobEvent): void {
     if (this.terminated || this.#closed) return;
+    if (event.type === "progress") {
+      this.#progress = event;
+      return;
+    }
     if (this.controller.signal.aborted && !(event.type === "error" && this.abortReason)) return;
     this.#buffer.push(event);
     const firstOutput = isOutput(event) && !this.hadOutput;
@@ -337,7 +382,16 @@ class BatchingSink implements EventSink {
     return Math.min(this.loop.maxFlushMs, this.loop.flushMs * 2 ** Math.min(this.#batches, 10));
   }
 
+  /** Posts progress when nothing went out for most of PROGRESS_MS (posting also keeps the lease). */
+  #beat(): void {
+    if (this.terminated || this.#closed || this.controller.signal.aborted) return;
+    if (performance.now() - this.#lastPostAt < PROGRESS_MS - PROGRESS_TICK_MS) return;
+    this.#buffer.push(this.#progress ?? { type: "progress", phase: this.hadOutput ? "generate" : "prefill" });
+    this.#flush();
+  }
+
   #flush(): void {
+    this.#lastPostAt = performance.now();
     if (this.#buffer.length > 0) this.#batches++;
     clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -352,7 +406,7 @@ class BatchingSink implements EventSink {
     const deadline = Date.now() + this.loop.leaseMs;
     for (let attempt = 1;; attempt++) {
       try {
-        const raw = await this.loop.postEvents(this.jobId, seq, events);
+        const raw = await this.loop.postEvents(this.jobId, this.leaseToken, seq, events);
         const ok = EventsResponse.safeParse(raw);
         if (!ok.success || ok.data.cancelled) this.controller.abort(); // 409 (lease lost) or cancelled
         return;

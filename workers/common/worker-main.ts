@@ -36,12 +36,16 @@ export function parseFlags<O extends ParseArgsOptionsConfig>(argv: string[], opt
   return parsed.values;
 }
 
-/** The router URL and key from flag values (preferred) or the environment, validated. */
+/**
+ * The router URL and key from flag values (preferred) or the environment, validated. The key is best read from a
+ * file (`--…-key-file`, `AUXOT_…_KEY_FILE`; readable by its owner only) or the variable: a flag's value is on the
+ * process's command line, which every user of the machine can read (`ps`, /proc/PID/cmdline).
+ */
 export function connectionArgs(
   spec: ConnectionSpec,
-  flags: { routerUrl?: string; key?: string },
+  flags: { routerUrl?: string; key?: string; keyFile?: string },
   env: Record<string, string | undefined>,
-): { routerUrl: string; key: string } {
+): { routerUrl: string; key: string; keyFile?: string } {
   const pick = (flag: string | undefined, variable: string) => {
     const value = flag ?? env[variable];
     return value?.trim() ? value.trim() : undefined;
@@ -55,16 +59,38 @@ export function connectionArgs(
   if (!/^https?:\/\/[^\s]+$/.test(routerUrl)) {
     throw new ArgsError(`--router-url must be an http(s) URL, got "${routerUrl}".`);
   }
-  const key = pick(flags.key, spec.keyVariable);
+  const keyFile = pick(flags.keyFile, `${spec.keyVariable}_FILE`);
+  if (keyFile && flags.key) throw new ArgsError(`Pass ${spec.keyFlag} or ${spec.keyFlag}-file, not both.`);
+  const key = keyFile ? readKeyFile(keyFile, spec) : pick(flags.key, spec.keyVariable);
   if (!key) {
     throw new ArgsError(
-      `No ${spec.keyName}: pass ${spec.keyFlag} ${spec.keyPrefix}... (or set ${spec.keyVariable}); ${spec.keyHint}`,
+      `No ${spec.keyName}: pass ${spec.keyFlag}-file FILE (a file holding ${spec.keyPrefix}..., mode 600) or set ` +
+        `${spec.keyVariable}; ${spec.keyHint}`,
     );
   }
   if (!key.startsWith(spec.keyPrefix)) {
     throw new ArgsError(`${spec.keyFlag} must be a ${spec.keyName} (${spec.keyPrefix}...), not a key of another role.`);
   }
-  return { routerUrl, key };
+  return { routerUrl, key, ...(keyFile ? { keyFile } : {}) };
+}
+
+/** A key file: its first line, refused when other users could read it (like ssh does with private keys). */
+export function readKeyFile(path: string, spec: ConnectionSpec): string {
+  let text: string;
+  try {
+    const mode = Deno.statSync(path).mode;
+    if (mode !== null && (mode & 0o077) !== 0) {
+      throw new ArgsError(
+        `${spec.keyFlag}-file ${path} can be read by other users (mode ${(mode & 0o777).toString(8)}): ` +
+          `chmod 600 ${path}`,
+      );
+    }
+    text = Deno.readTextFileSync(path);
+  } catch (err) {
+    if (err instanceof ArgsError) throw err;
+    throw new ArgsError(`${spec.keyFlag}-file ${path}: ${(err as Error).message}`);
+  }
+  return text.split(/\r?\n/)[0].trim();
 }
 
 export function logLevelFrom(env: Record<string, string | undefined>): LogLevel {

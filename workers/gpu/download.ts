@@ -37,6 +37,8 @@ export interface DownloadModelOptions {
   /** Cache directory (AUXOT_MODELS_DIR). Default ~/.auxot/models. */
   modelsDir?: string;
   revision?: string;
+  /** Pinned sha256 per file (the registry's): only these bytes are accepted, whatever the hub reports. */
+  sha256?: Record<string, string>;
   onProgress?: (progress: DownloadProgress) => void;
   /** Attempts per file for network errors, 5xx and 429 (each resumes). Default 6. */
   attempts?: number;
@@ -208,7 +210,21 @@ class DownloadContext {
       head = await this.withRetries(repo, file, () => this.head(repo, file, url), verifiedLocally ? 1 : undefined);
     } catch (err) {
       if (!(verifiedLocally && err instanceof DownloadError && err.code === "network")) throw err;
+      const pin = this.options.sha256?.[file];
+      if (pin && marker.sha256 !== pin) throw err;
       return { file, url, localPath, partPath, size: marker.size, sha256: marker.sha256, cached: true, partBytes: 0 };
+    }
+    const pin = this.options.sha256?.[file];
+    if (pin) {
+      if (head.sha256 && head.sha256 !== pin) {
+        throw new DownloadError(
+          "corrupt",
+          `${repo}/${file}: the hub serves sha256 ${head.sha256}, but the registry pins ${pin}; not downloaded`,
+          repo,
+          file,
+        );
+      }
+      head = { ...head, sha256: pin };
     }
     const remote: RemoteFile = { ...head, file, url, localPath, partPath, cached: false, partBytes: 0 };
     if (existing) {

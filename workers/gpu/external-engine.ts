@@ -7,6 +7,7 @@ import type { ChatMessage, ChatRequest, ContentPart } from "../../src/protocol/c
 import type { FinishReason, JobEvent } from "../../src/protocol/events.ts";
 import type { LoadedModel, Policy, WorkerJob } from "../../src/protocol/worker-protocol.ts";
 import type { Engine, EventSink } from "../common/engine.ts";
+import { type ImageFetchOptions, inlineImages } from "./image-inline.ts";
 
 export interface ExternalEngineOptions {
   /** Base URL of the server's OpenAI API, e.g. http://127.0.0.1:8081/v1 (a trailing /v1 is added when missing). */
@@ -16,6 +17,8 @@ export interface ExternalEngineOptions {
   apiKey?: string;
   slots: number;
   fetch?: typeof fetch;
+  /** How callers' http(s) images are fetched (by the worker, through the SSRF guard) before the engine sees them. */
+  images?: ImageFetchOptions;
 }
 
 export class ExternalEngine implements Engine {
@@ -55,7 +58,8 @@ export class ExternalEngine implements Engine {
 
   async run(job: WorkerJob, sink: EventSink, signal: AbortSignal): Promise<void> {
     if (job.kind !== "chat") throw new Error("a GPU worker runs chat jobs only");
-    const request = job.request;
+    // The engine gets data: URLs only: it must not fetch callers' URLs from the GPU host's network.
+    const request = await inlineImages(job.request, this.opts.images ?? {}, signal);
     const completions = request.prompt !== undefined;
     const body = completions ? completionBody(request, this.#model) : chatBody(request, this.#model);
     if (job.mode === "count_tokens") {

@@ -7,7 +7,9 @@
  * A job: the prompt is rendered with the model's Jinja template (prompt.ts) and tokenized; the free slot whose
  * evaluated tokens share the longest prefix with it is taken and only the rest is evaluated (`cachedTokens`);
  * generated text goes through the stop-sequence matcher and the `<think>`/`<tool_call>` parser (tool-call-parser.ts)
- * into events. A cancelled job (signal aborted) ends with an `error` event of code "cancelled" within a token or
+ * into events. Custom tools with a grammar (Responses API) are written inside it: from the start when the call is
+ * forced (lark-to-gbnf.ts), from the moment the call names the tool when the model picks it (freeform-switch.ts).
+ * A cancelled job (signal aborted) ends with an `error` event of code "cancelled" within a token or
  * two; its slot is freed and keeps its tokens for reuse.
  */
 import {
@@ -28,7 +30,11 @@ import type { ChatJob, LoadedModel, Policy, WorkerInfo, WorkerJob } from "../../
 import type { FinishReason } from "../../src/protocol/events.ts";
 import { ChatPromptRenderer, type PromptSegment } from "./prompt.ts";
 import { FORCED_CALL_CLOSE, FORCED_CALL_OPEN, type OutputConstraint, outputConstraint } from "./grammar.ts";
+import { FreeformCallSwitch } from "./freeform-switch.ts";
+import { forcedFreeformGrammar } from "./freeform-grammar.ts";
 import { ModelOutputParser, type OutputEvent, StopSequenceMatcher } from "./tool-call-parser.ts";
+import { resumedTokens, unseen } from "./continuation.ts";
+import { evaluateAhead } from "./prefill.ts";
 
 export interface LlamaEngineOptions {
   modelPath: string;
@@ -83,6 +89,7 @@ interface Loaded {
 
 export class LlamaEngine implements Engine {
   readonly kind = "gpu" as const;
+  readonly resumesContinuations = true;
   private readonly options: LlamaEngineOptions;
   private llama?: Llama;
   private model?: LlamaModel;
@@ -204,13 +211,31 @@ export class LlamaEngine implements Engine {
       sink.emit({ type: "error", code: "invalid_request", message: (error as Error).message, retryable: false });
       return;
     }
+    const continuation = job.continuation;
+    if (continuation && constraint) {
+      // The grammar's state after the output so far cannot be rebuilt here.
+      sink.emit({
+        type: "error",
+        code: "continuation_unsupported",
+        message: "a grammar-constrained answer (JSON schema, forced tool call) cannot be resumed on another worker",
+        retryable: false,
+      });
+      return;
+    }
     const prompt = renderer.render(request, { offerTools: request.toolChoice !== "none" });
     const segments: PromptSegment[] = [...prompt.segments];
     // A constrained answer starts after any reasoning the template opened, and a forced call after its opener.
     if (constraint && prompt.endsInsideThink) segments.push({ text: "\n</think>\n\n", special: true });
     if (constraint?.kind === "tool_call") segments.push({ text: FORCED_CALL_OPEN, special: true });
-    const tokens = this.tokenize(model, segments);
-    const start = { type: "start", model: loaded.info.model, promptTokens: tokens.length } as const;
+    // A continuation evaluates the output so far after the prompt, exactly as the lost worker had it in context.
+    const resumed = continuation ? resumedTokens(model, continuation, prompt.endsInsideThink) : [];
+    const tokens = [...this.tokenize(model, segments), ...resumed];
+    const start = {
+      type: "start",
+      model: loaded.info.model,
+      promptTokens: tokens.length,
+      ...(continuation ? { continued: true } : {}),
+    } as const;
     if (job.mode === "count_tokens") {
       sink.emit(start);
       sink.emit({ type: "done", finishReason: "stop" });
@@ -226,7 +251,9 @@ export class LlamaEngine implements Engine {
       });
       return;
     }
-    const grammar = constraint ? await this.grammarFor(constraint) : undefined;
+    const grammar = constraint
+      ? await this.grammarFor(constraint, forcedFreeformGrammar(request, this.options.log))
+      : undefined;
     const slot = this.takeSlot(loaded, tokens, request.conversationKey);
     try {
       const sequence = slot.sequence;
@@ -251,55 +278,115 @@ export class LlamaEngine implements Engine {
       if (constraint?.kind === "tool_call") emitAll(parser.push(FORCED_CALL_OPEN));
       const grammarStops = grammar ? triggersOf(grammar) : [];
       const stops = new StopSequenceMatcher([...request.stop, ...grammarStops]);
-      const maxTokens = Math.min(request.maxTokens ?? Infinity, loaded.ctxSize - tokens.length);
+      const alreadyGenerated = continuation?.completionTokens ?? 0;
+      const requested = (request.maxTokens ?? Infinity) - alreadyGenerated;
+      const maxTokens = Math.min(requested, loaded.ctxSize - tokens.length);
       // Stopping at the context's end rather than at the caller's max_tokens is reported as such (Anthropic's
       // model_context_window_exceeded): Claude Code asks for 32k-64k tokens whatever the context.
-      const contextFull = maxTokens < (request.maxTokens ?? Infinity);
+      const contextFull = maxTokens < requested;
       const temperature = request.temperature ?? DEFAULT_TEMPERATURE;
       const detokenizer = new StreamingDetokenizer(model);
+      if (continuation) {
+        // Replays the output so far through the same detokenizer, stop matcher and parser, so their state is the
+        // lost worker's; only what the caller has not seen yet (text those held back) goes out.
+        const replayed: OutputEvent[] = [];
+        for (const token of resumed) replayed.push(...parser.push(stops.push(detokenizer.push(token)).text));
+        emitAll(unseen(replayed, continuation));
+        if (maxTokens <= 0) {
+          sink.emit({ type: "usage", usage: { promptTokens: tokens.length, completionTokens: 0, cachedTokens } });
+          sink.emit({ type: "done", finishReason: "length" });
+          return;
+        }
+      }
+      /** Tokens generated but not yet attached to an output event (see `tokens` in events.ts). */
+      let unattached: Token[] = [];
+      const emitWithTokens = (events: OutputEvent[]) => {
+        for (const event of events) {
+          if ((event.type === "text" || event.type === "reasoning") && unattached.length > 0) {
+            sink.emit({ ...event, tokens: unattached });
+            unattached = [];
+          } else sink.emit(event);
+        }
+      };
 
       let completionTokens = 0;
+      /** Tokens that produced reasoning text (OpenAI's `reasoning_tokens`). */
+      let reasoningTokens = 0;
       let generationStart = 0;
       /** Set when the loop stops the model; left undefined when the model ended by itself. */
       let finish: FinishReason | undefined;
       let stopSequence: string | undefined;
-      const evaluation = sequence.evaluate(tokens.slice(cachedTokens), {
+      const sampling = (grammar: LlamaGrammar | undefined) => ({
         temperature,
         ...(request.topK !== undefined ? { topK: request.topK } : {}),
         ...(request.topP !== undefined ? { topP: request.topP } : {}),
         ...(request.seed !== undefined ? { seed: request.seed } : {}),
         ...(grammar ? { grammarEvaluationState: new LlamaGrammarEvaluationState({ model, grammar }) } : {}),
       });
-      for await (const token of evaluation) {
-        if (completionTokens === 0) {
-          generationStart = performance.now();
-          // Hybrid/recurrent models can reuse a prefix only from a checkpoint: take one at the end of the prompt.
-          if (sequence.needsCheckpoints) await sequence.takeCheckpoint();
+      // All but the last token now, reporting progress (prefill.ts); the last one is evaluated as generation starts.
+      const evaluated = await evaluateAhead(sequence, tokens, {
+        from: cachedTokens,
+        batch: loaded.context.batchSize,
+        stepFrom: continuation && temperature === 0 ? tokens.length - resumed.length : tokens.length,
+        signal,
+        progress: (done) =>
+          sink.emit({ type: "progress", phase: "prefill", promptTokensDone: done, promptTokens: tokens.length }),
+      });
+      if (signal.aborted) return emitCancelled(sink);
+      // A call of a custom tool the model chose itself continues under the tool's grammar (freeform-switch.ts).
+      const freeformSwitch = FreeformCallSwitch.for(request.tools, request.toolChoice);
+      let switched = false;
+      let evaluation = sequence.evaluate(tokens.slice(evaluated), sampling(grammar));
+      generation: for (;;) {
+        for await (const token of evaluation) {
+          if (completionTokens === 0) {
+            generationStart = performance.now();
+            // Hybrid/recurrent models can reuse a prefix only from a checkpoint: take one at the end of the prompt.
+            if (sequence.needsCheckpoints) await sequence.takeCheckpoint();
+          }
+          completionTokens++;
+          unattached.push(token);
+          sink.emit({ type: "progress", phase: "generate", completionTokens });
+          const { text, stop } = stops.push(detokenizer.push(token));
+          const produced = parser.push(text);
+          if (produced.some((event) => event.type === "reasoning")) reasoningTokens++;
+          emitWithTokens(produced);
+          if (stop !== undefined) {
+            // A grammar's own end marker means the constrained value is complete: a plain stop.
+            if (request.stop.includes(stop)) [finish, stopSequence] = ["stop_sequence", stop];
+            else finish = "stop";
+            break generation;
+          }
+          if (signal.aborted) break generation;
+          if (completionTokens >= maxTokens) {
+            finish = "length";
+            emitWithTokens(parser.push(stops.push(detokenizer.flush()).text + stops.flush()));
+            break generation;
+          }
+          const rest = switched ? undefined : freeformSwitch?.observe(text, produced);
+          const restGrammar = rest
+            ? await this.llama!.createGrammar({ grammar: rest }).catch(() => undefined)
+            : undefined;
+          if (restGrammar) {
+            // The sampled token is not evaluated yet: the next evaluation starts with it.
+            switched = true;
+            evaluation = sequence.evaluate([token], sampling(restGrammar));
+            continue generation;
+          }
         }
-        completionTokens++;
-        const { text, stop } = stops.push(detokenizer.push(token));
-        emitAll(parser.push(text));
-        if (stop !== undefined) {
-          // A grammar's own end marker means the constrained value is complete: a plain stop.
-          if (request.stop.includes(stop)) [finish, stopSequence] = ["stop_sequence", stop];
-          else finish = "stop";
-          break;
-        }
-        if (signal.aborted) break;
-        if (completionTokens >= maxTokens) {
-          finish = "length";
-          emitAll(parser.push(stops.push(detokenizer.flush()).text + stops.flush()));
-          break;
-        }
+        break; // the model ended its answer
       }
       if (signal.aborted) return emitCancelled(sink);
       if (finish === undefined) emitAll(parser.push(stops.push(detokenizer.flush()).text + stops.flush()));
-      if (constraint?.kind === "tool_call" && finish !== "length") emitAll(parser.push(FORCED_CALL_CLOSE));
+      if ((constraint?.kind === "tool_call" || switched) && finish !== "length") {
+        emitAll(parser.push(FORCED_CALL_CLOSE));
+      }
       emitAll(parser.end());
       finish ??= "stop";
       if (finish === "stop" && parser.toolCallCount > 0) finish = "tool_calls";
       this.recordSpeed(completionTokens, generationStart);
-      sink.emit({ type: "usage", usage: { promptTokens: tokens.length, completionTokens, cachedTokens } });
+      const usage = { promptTokens: tokens.length, completionTokens, cachedTokens };
+      sink.emit({ type: "usage", usage: reasoningTokens > 0 ? { ...usage, reasoningTokens } : usage });
       sink.emit({
         type: "done",
         finishReason: finish,
@@ -346,19 +433,26 @@ export class LlamaEngine implements Engine {
     return best.slot;
   }
 
-  private grammarFor(constraint: OutputConstraint): Promise<LlamaGrammar> {
+  private grammarFor(constraint: OutputConstraint, gbnf?: string): Promise<LlamaGrammar> {
     const llama = this.llama;
     if (!llama) throw new Error("no model loaded");
-    const key = constraint.kind === "json" ? "json" : JSON.stringify(constraint.schema);
+    const key = gbnf ?? (constraint.kind === "json" ? "json" : JSON.stringify(constraint.schema));
     let grammar = this.grammars.get(key);
     if (!grammar) {
-      grammar = constraint.kind === "json"
-        ? llama.getGrammarFor("json")
-        // Schemas arrive as plain JSON; its schema types only describe literal schemas, so the type is asserted (any schema kind works).
-        : llama.createGrammarForJsonSchema(constraint.schema as unknown as GbnfJsonObjectSchema).catch((error) => {
-          this.options.log?.(`schema not supported by the grammar compiler (${error}); constraining to any JSON`);
-          return llama.getGrammarFor("json");
-        });
+      const schemaGrammar = () =>
+        constraint.kind === "json"
+          ? llama.getGrammarFor("json")
+          // Schemas arrive as plain JSON; its schema types only describe literal schemas, so the type is asserted (any schema kind works).
+          : llama.createGrammarForJsonSchema(constraint.schema as unknown as GbnfJsonObjectSchema).catch((error) => {
+            this.options.log?.(`schema not supported by the grammar compiler (${error}); constraining to any JSON`);
+            return llama.getGrammarFor("json");
+          });
+      grammar = gbnf
+        ? llama.createGrammar({ grammar: gbnf }).catch((error) => {
+          this.options.log?.(`custom tool grammar rejected by llama.cpp (${error}); input checked after`);
+          return schemaGrammar();
+        })
+        : schemaGrammar();
       if (this.grammars.size >= 64) this.grammars.delete(this.grammars.keys().next().value ?? "");
       this.grammars.set(key, grammar);
     }
@@ -388,7 +482,8 @@ export class LlamaEngine implements Engine {
     await Promise.allSettled([...this.running]);
     await this.loaded?.context.dispose();
     await this.model?.dispose();
-    await this.llama?.dispose();
+    // A backend passed in is shared (several models on one worker): its owner disposes it.
+    if (!this.options.llama) await this.llama?.dispose();
     this.loaded = undefined;
     this.model = undefined;
     this.llama = undefined;

@@ -1,15 +1,16 @@
 /**
- * The GPU worker: `deno task worker:gpu --gpu-key adm_... --router-url https://router.example`.
+ * The GPU worker: `deno task worker:gpu --gpu-key-file FILE --router-url https://router.example`.
  * Polls the router, receives the model policy, gets the model (registry + fit + download, or --model-path),
  * loads it with node-llama-cpp (or forwards to an external OpenAI-compatible engine with --llama-url) and serves
  * jobs until stopped. Ctrl-C finishes running jobs (or hands them back after a grace period) and exits cleanly.
  */
+import { AllowList } from "../tools/net-guard.ts";
 import { existsSync } from "node:fs";
 import { hostname } from "node:os";
 import process from "node:process";
-import { createLogger, type LogLevel } from "../../src/log.ts";
-import type { LoadedModel, Policy, WorkerJob } from "../../src/protocol/worker-protocol.ts";
-import type { Engine, EventSink } from "../common/engine.ts";
+import { createLogger, logFormatFrom, type LogLevel } from "../../src/log.ts";
+import type { Engine } from "../common/engine.ts";
+import { withJobLog } from "../common/job-log.ts";
 import { WorkerLoop } from "../common/worker-loop.ts";
 import {
   ArgsError,
@@ -19,18 +20,17 @@ import {
   runUntilStopped,
   workerMain,
 } from "../common/worker-main.ts";
-import { createProgressReporter, downloadModel, hubSettingsFromEnv } from "./download.ts";
 import { ExternalEngine } from "./external-engine.ts";
-import { readGgufHeader } from "./gguf-header.ts";
-import { LlamaEngine, loadLlamaBackend } from "./llama-engine.ts";
-import { measureFreeMemory } from "./memory.ts";
-import { provisionModel } from "./provision.ts";
+import { ModelSetEngine } from "./model-set-engine.ts";
 
-const USAGE = `Usage: deno task worker:gpu --gpu-key adm_... --router-url https://router.example [options]
+const USAGE = `Usage: deno task worker:gpu --gpu-key-file FILE --router-url https://router.example [options]
 
-  --gpu-key KEY         worker key from \`deno task setup\` (or AUXOT_GPU_KEY)
+  --gpu-key-file FILE   file holding the worker key (or AUXOT_GPU_KEY_FILE; mode 600), or set AUXOT_GPU_KEY
+  --gpu-key KEY         (avoid: a flag is visible to every user in ps) worker key from \`deno task setup\` (or AUXOT_GPU_KEY)
   --router-url URL      the router's base URL (or AUXOT_ROUTER_URL)
-  --model-path FILE     serve this GGUF file instead of downloading the policy's model (or AUXOT_MODEL_FILE)
+  --model-path FILE     serve this GGUF file instead of downloading the policy's model (or AUXOT_MODEL_FILE);
+                        NAME=FILE for one model of a several-model policy (repeatable)
+  --models A,B          serve these models of the policy (or AUXOT_WORKER_MODELS; default: all that fit, in order)
   --llama-url URL       forward jobs to an OpenAI-compatible server instead (or AUXOT_LLAMA_URL)
   --slots N             parallel jobs with --llama-url (default 2)
   --gpu-layers N|auto   layers to offload to the GPU (or AUXOT_GPU_LAYERS; default auto)
@@ -43,7 +43,10 @@ export const WORKER_VERSION = "0.1.0";
 export interface GpuWorkerArgs {
   key: string;
   routerUrl: string;
-  modelPath?: string;
+  /** `--model-path` values: FILE (the first model's) or NAME=FILE. */
+  modelPaths: string[];
+  /** `--models`: the policy models to serve; empty = every one that fits. */
+  models: string[];
   llamaUrl?: string;
   slots: number;
   gpuLayers?: number | "auto";
@@ -65,8 +68,10 @@ const GPU_CONNECTION = {
 export function parseGpuWorkerArgs(argv: string[], env: Record<string, string | undefined>): GpuWorkerArgs {
   const values = parseFlags(argv, {
     "gpu-key": { type: "string" },
+    "gpu-key-file": { type: "string" },
     "router-url": { type: "string" },
-    "model-path": { type: "string" },
+    "model-path": { type: "string", multiple: true },
+    models: { type: "string" },
     "llama-url": { type: "string" },
     slots: { type: "string" },
     "gpu-layers": { type: "string" },
@@ -76,7 +81,7 @@ export function parseGpuWorkerArgs(argv: string[], env: Record<string, string | 
   }, USAGE);
   const { routerUrl, key } = connectionArgs(
     GPU_CONNECTION,
-    { routerUrl: values["router-url"], key: values["gpu-key"] },
+    { routerUrl: values["router-url"], key: values["gpu-key"], keyFile: values["gpu-key-file"] },
     env,
   );
   const int = (name: string, raw: string | undefined, min: number): number | undefined => {
@@ -91,7 +96,8 @@ export function parseGpuWorkerArgs(argv: string[], env: Record<string, string | 
   return {
     key,
     routerUrl,
-    modelPath: values["model-path"] ?? (env.AUXOT_MODEL_FILE || undefined),
+    modelPaths: values["model-path"] ?? (env.AUXOT_MODEL_FILE ? [env.AUXOT_MODEL_FILE] : []),
+    models: (values.models ?? env.AUXOT_WORKER_MODELS ?? "").split(",").map((m) => m.trim()).filter(Boolean),
     llamaUrl: values["llama-url"] ?? (env.AUXOT_LLAMA_URL || undefined),
     slots: int("--slots", values.slots, 1) ?? 2,
     gpuLayers: layersRaw === undefined || layersRaw === "" || layersRaw === "auto"
@@ -104,78 +110,33 @@ export function parseGpuWorkerArgs(argv: string[], env: Record<string, string | 
   };
 }
 
-/**
- * The node-llama-cpp engine behind model provisioning: each policy is resolved to a file (download or
- * --model-path) and the slots/context this machine can serve, then loaded; a new model replaces the old one.
- */
-class ProvisionedLlamaEngine implements Engine {
-  readonly kind = "gpu" as const;
-  #engine?: LlamaEngine;
-  #modelPath?: string;
-  #llama?: Promise<Awaited<ReturnType<typeof loadLlamaBackend>>>;
-  constructor(readonly args: GpuWorkerArgs, readonly log: ReturnType<typeof createLogger>) {}
-
-  slots(): number {
-    return this.#engine?.slots() ?? 0;
-  }
-
-  async applyPolicy(policy: Policy): Promise<LoadedModel | undefined> {
-    this.#llama ??= loadLlamaBackend({ gpuLayers: this.args.gpuLayers, log: (m) => this.log.debug(m) });
-    const llama = await this.#llama;
-    const hub = hubSettingsFromEnv(process.env);
-    const provisioned = await provisionModel(policy, {
-      freeBytes: async () => (await measureFreeMemory(llama)).freeBytes,
-      readHeader: (url, headers) => readGgufHeader(url, { headers }),
-      download: downloadModel,
-      hub: { ...hub, ...(this.args.modelsDir ? { modelsDir: this.args.modelsDir } : {}) },
-      log: (message, fields) => this.log.info(message, fields),
-      onProgress: createProgressReporter({ log: (line) => this.log.info("download", { progress: line }) }),
-    }, this.args.modelPath);
-    if (this.#engine && this.#modelPath !== provisioned.modelPath) {
-      await this.#engine.dispose();
-      this.#engine = undefined;
-    }
-    this.#modelPath = provisioned.modelPath;
-    this.#engine ??= new LlamaEngine({
-      modelPath: provisioned.modelPath,
-      llama,
-      ...(this.args.threads ? { threads: this.args.threads } : {}),
-      ...(this.args.gpuLayers !== undefined ? { gpuLayers: this.args.gpuLayers } : {}),
-      log: (m) => this.log.debug(m),
-    });
-    const loaded = await this.#engine.applyPolicy({
-      ...policy,
-      ctxSize: provisioned.ctxSize,
-      maxParallel: provisioned.parallel,
-    });
-    if (!loaded) return undefined;
-    const note = [provisioned.note, loaded.note].filter(Boolean).join("; ");
-    return { ...loaded, policyVersion: policy.version, ...(note ? { note } : {}) };
-  }
-
-  run(job: WorkerJob, sink: EventSink, signal: AbortSignal): Promise<void> {
-    if (!this.#engine) return Promise.reject(new Error("no model is loaded"));
-    return this.#engine.run(job, sink, signal);
-  }
-
-  describe() {
-    return this.#engine?.describe() ?? {};
-  }
-
-  async dispose(): Promise<void> {
-    await this.#engine?.dispose();
-  }
-}
-
 export async function runGpuWorker(args: GpuWorkerArgs): Promise<number> {
-  if (args.modelPath && !existsSync(args.modelPath)) {
-    console.error(`--model-path: no such file: ${args.modelPath}`);
-    return 2;
+  for (const value of args.modelPaths) {
+    const file = /^[^=/]+=/.test(value) ? value.slice(value.indexOf("=") + 1) : value;
+    if (!existsSync(file)) {
+      console.error(`--model-path: no such file: ${file}`);
+      return 2;
+    }
   }
-  const log = createLogger(args.logLevel, (line) => console.error(line), { worker: "gpu" });
-  const engine: Engine = args.llamaUrl
-    ? new ExternalEngine({ url: args.llamaUrl, slots: args.slots })
-    : new ProvisionedLlamaEngine(args, log);
+  const format = logFormatFrom(process.env, process.stderr.isTTY === true);
+  const log = createLogger(args.logLevel, (line) => console.error(line), { worker: "gpu" }, format);
+  const engine: Engine = withJobLog(
+    args.llamaUrl
+      ? new ExternalEngine({
+        url: args.llamaUrl,
+        slots: args.slots,
+        images: { allow: AllowList.parse(Deno.env.get("AUXOT_IMAGE_FETCH_ALLOW")) },
+      })
+      : new ModelSetEngine({
+        modelPaths: args.modelPaths,
+        models: args.models,
+        ...(args.gpuLayers !== undefined ? { gpuLayers: args.gpuLayers } : {}),
+        ...(args.threads ? { threads: args.threads } : {}),
+        ...(args.modelsDir ? { modelsDir: args.modelsDir } : {}),
+        jsonLogs: format === "json",
+      }, log),
+    log,
+  );
   const loop = new WorkerLoop({
     routerUrl: args.routerUrl,
     key: args.key,
@@ -186,6 +147,7 @@ export async function runGpuWorker(args: GpuWorkerArgs): Promise<number> {
   });
   log.info("worker starting", {
     id: loop.id,
+    name: args.name,
     router: args.routerUrl,
     engine: args.llamaUrl ? "external" : "node-llama-cpp",
   });

@@ -10,6 +10,7 @@ import type { DownloadedModel, DownloadModelOptions } from "./download.ts";
 import { hubFileUrl } from "./download.ts";
 import { chooseFit, type FitCandidate, type FitChoice, gib } from "./fit.ts";
 import type { GgufHeader } from "./gguf-header.ts";
+import { isNetworkFailure, unreachableHostMessage } from "./network-hint.ts";
 
 export interface ProvisionDeps {
   /** Free VRAM (or RAM on CPU), measured by the engine's backend. */
@@ -49,19 +50,28 @@ export async function provisionModel(policy: Policy, deps: ProvisionDeps, modelP
 
   const free = await deps.freeBytes();
   const candidates: FitCandidate[] = [];
+  let unreachable: { url: string; err: unknown } | undefined;
   for (const file of pool) {
+    const url = hubFileUrl(deps.hub.endpoint, file.huggingFaceRepo, file.file, file.revision);
+    // The host did not answer for one file: it will not for the others (one clear error instead of one per file).
+    if (unreachable) break;
     try {
-      const header = await deps.readHeader(hubFileUrl(deps.hub.endpoint, file.huggingFaceRepo, file.file), auth);
+      const header = await deps.readHeader(url, auth);
       // A split model's first shard holds the metadata; the registry's size covers all shards.
       const weightsBytes = file.shards && file.sizeGb ? file.sizeGb * 1e9 : undefined;
       candidates.push({ quantization: file.quantization, header, ...(weightsBytes ? { weightsBytes } : {}) });
     } catch (err) {
+      if (isNetworkFailure(err)) {
+        unreachable = { url, err };
+        continue;
+      }
       deps.log("could not read a candidate's GGUF header; skipping it", {
         quantization: file.quantization,
         error: err,
       });
     }
   }
+  if (unreachable && candidates.length === 0) throw new Error(unreachableHostMessage(unreachable.url, unreachable.err));
   if (candidates.length === 0) throw new Error(`Could not read the GGUF header of any ${policy.model.name} file.`);
   const fit: FitChoice = chooseFit({
     candidates,
@@ -81,6 +91,8 @@ export async function provisionModel(policy: Policy, deps: ProvisionDeps, modelP
     repo: chosen.huggingFaceRepo,
     file: chosen.file,
     ...(chosen.mmproj ? { mmproj: chosen.mmproj } : {}),
+    ...(chosen.revision ? { revision: chosen.revision } : {}),
+    ...(chosen.sha256 ? { sha256: chosen.sha256 } : {}),
     endpoint: deps.hub.endpoint,
     ...(deps.hub.token ? { token: deps.hub.token } : {}),
     ...(deps.hub.modelsDir ? { modelsDir: deps.hub.modelsDir } : {}),

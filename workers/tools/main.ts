@@ -1,12 +1,12 @@
 /**
- * The tools worker: `deno task worker:tools --tools-key tls_... --router-url https://router.example`.
+ * The tools worker: `deno task worker:tools --tools-key-file FILE --router-url https://router.example`.
  * Offers the built-in tools (web_search, web_fetch, code_executor) and the tools of configured MCP servers to
  * the router, and runs the tool jobs the router hands it (the shared poll loop; tools follow no model policy).
  * The router accepts it only when AUXOT_TOOLS_KEY_HASH is set there. Ctrl-C finishes running calls and exits.
  */
 import { hostname } from "node:os";
 import { parseDuration } from "../../src/duration.ts";
-import { createLogger, type Logger, type LogLevel } from "../../src/log.ts";
+import { createLogger, logFormatFrom, type Logger, type LogLevel } from "../../src/log.ts";
 import { WorkerLoop } from "../common/worker-loop.ts";
 import {
   ArgsError,
@@ -28,9 +28,10 @@ export const WORKER_VERSION = "0.1.0";
 export const BUILTIN_TOOLS = ["web_search", "web_fetch", "code_executor"] as const;
 type BuiltinTool = typeof BUILTIN_TOOLS[number];
 
-const USAGE = `Usage: deno task worker:tools --tools-key tls_... --router-url https://router.example [options]
+const USAGE = `Usage: deno task worker:tools --tools-key-file FILE --router-url https://router.example [options]
 
-  --tools-key KEY          tools key from \`deno task setup\` (or AUXOT_TOOLS_KEY)
+  --tools-key-file FILE    file holding the tools key (or AUXOT_TOOLS_KEY_FILE; mode 600), or set AUXOT_TOOLS_KEY
+  --tools-key KEY          (avoid: a flag is visible to every user in ps) tools key from \`deno task setup\` (or AUXOT_TOOLS_KEY)
   --router-url URL         the router's base URL (or AUXOT_ROUTER_URL)
   --builtins LIST          built-in tools to offer: ${BUILTIN_TOOLS.join(",")} (default all; "none" for none)
                            (or AUXOT_TOOLS_BUILTINS)
@@ -79,6 +80,7 @@ export interface ToolsWorkerArgs {
 export function parseToolsWorkerArgs(argv: string[], env: Record<string, string | undefined>): ToolsWorkerArgs {
   const values = parseFlags(argv, {
     "tools-key": { type: "string" },
+    "tools-key-file": { type: "string" },
     "router-url": { type: "string" },
     builtins: { type: "string" },
     "mcp-config": { type: "string" },
@@ -99,6 +101,7 @@ export function parseToolsWorkerArgs(argv: string[], env: Record<string, string 
   const { routerUrl, key } = connectionArgs(TOOLS_CONNECTION, {
     routerUrl: pick("router-url", "AUXOT_ROUTER_URL"),
     key: pick("tools-key", "AUXOT_TOOLS_KEY"),
+    keyFile: pick("tools-key-file", "AUXOT_TOOLS_KEY_FILE"),
   }, env);
 
   const list = (raw: string | undefined) => (raw ?? "").split(",").map((s) => s.trim()).filter(Boolean);
@@ -201,7 +204,15 @@ async function startMcp(args: ToolsWorkerArgs, log: Logger): Promise<McpHub | un
 }
 
 export async function runToolsWorker(args: ToolsWorkerArgs): Promise<number> {
-  const log = createLogger(args.logLevel, (line) => console.error(line), { worker: "tools" });
+  const log = createLogger(
+    args.logLevel,
+    (line) => console.error(line),
+    { worker: "tools" },
+    logFormatFrom(
+      Deno.env.toObject(),
+      Deno.stderr.isTerminal(),
+    ),
+  );
   const workDir = await Deno.makeTempDir({ prefix: "auxot-tools-" });
   let mcp: McpHub | undefined;
   try {

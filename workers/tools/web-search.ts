@@ -62,8 +62,10 @@ export function webSearchTool(options: WebSearchOptions = {}): ServerTool {
       const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(timeoutMs)]);
       let response: Response;
       try {
+        // Never follow a redirect: fetch would carry the subscription token to wherever it points.
         response = await fetch(url, {
           headers: { accept: "application/json", "x-subscription-token": key },
+          redirect: "manual",
           signal,
         });
       } catch (err) {
@@ -99,6 +101,9 @@ function statusMessage(status: number): string {
   if (status === 401 || status === 403) {
     return "the search service rejected the API key (AUXOT_TOOLS_WEB_SEARCH__BRAVE_SEARCH_API_KEY)";
   }
+  if (status >= 300 && status < 400) {
+    return "the search service answered with a redirect, which is not followed (the API key goes nowhere else)";
+  }
   if (status === 429) return "the search service's rate limit was reached; try again later";
   if (status === 422 || status === 400) return "the search service refused the query";
   return `the search service failed (HTTP ${status})`;
@@ -106,6 +111,6 @@ function statusMessage(status: number): string {
 
 /** Brave marks matches with <strong>; plain text reads better for a model. */
 function stripTags(text: string): string {
-  return text.replace(/<[^>]+>/g, "").replace(/&amp;/g, "&").replace(/&quot;/g, '"').replace(/&#39;/g, "'")
+  return text.replace(/<[^<>]{1,200}>/g, "").replace(/&amp;/g, "&").replace(/&quot;/g, '"').replace(/&#39;/g, "'")
     .replace(/&lt;/g, "<").replace(/&gt;/g, ">");
 }

@@ -3,7 +3,8 @@
  * companion and the models listing, as configuration plus the pure transforms in this folder. Routing,
  * authentication (`x-api-key` or `Authorization: Bearer`) and the HTTP status of errors are the router's.
  */
-import type { ApiError } from "../../http/errors.ts";
+import { ApiError } from "../../http/errors.ts";
+import { anthropicModelObject, anthropicModelsBody } from "../../policy/models-list.ts";
 import type { ChatFlavour } from "../flavour.ts";
 import { AnthropicStreamEncoder, collectMessage, errorBody, errorStatus } from "./render.ts";
 import { toChatRequest, toCountTokensRequest } from "./to-chat.ts";
@@ -13,9 +14,34 @@ export const anthropicFlavour: ChatFlavour = {
   toChatRequest,
   wantsStream: (body) => typeof body === "object" && body !== null && "stream" in body && body.stream === true,
   // Anthropic always reports usage, so `includeUsage` does not apply.
+  renderOptions: () => ({ includeUsage: true }),
   encoder: (meta) => new AnthropicStreamEncoder(meta),
   collect: (events, meta) => collectMessage(events, meta),
   errorBody,
+  errorStatus,
+  responseHeaders: (requestId) => ({ "request-id": `req_${requestId}`, "x-request-id": requestId }),
+  // Claude Code keeps only ids starting with "claude": the list adds a claude-<model> id for each chat model.
+  modelsList: (policy, aliases) => anthropicModelsBody(policy, aliases),
+  model: (entry) => anthropicModelObject(entry),
+  // tool_choice "any" (internally "required") with no tools is accepted, as Anthropic does.
+  toolChoiceError: (problem, choice) =>
+    problem === "required" || typeof choice !== "object" ? undefined : new ApiError(
+      "invalid_request",
+      `tool_choice.name: no tool named '${choice.name}' in tools`,
+      { param: "tool_choice.name" },
+    ),
+};
+
+/** count_tokens: the worker renders the prompt and reports its size; the answer is `{input_tokens}`. */
+export const anthropicCountTokensFlavour: ChatFlavour = {
+  ...anthropicFlavour,
+  mode: "count_tokens",
+  toChatRequest: toCountTokensRequest,
+  wantsStream: () => false,
+  collect: (events) => {
+    const start = events.find((e) => e.type === "start");
+    return anthropicCountTokensBody(start?.type === "start" ? start.promptTokens ?? 0 : 0);
+  },
 };
 
 /** The HTTP status for an error in Anthropic's convention (529 for overloaded, where ApiError says 503). */

@@ -118,7 +118,9 @@ export class ChatChunkEncoder implements StreamEncoder {
         return out + "data: [DONE]\n\n";
       }
       case "reasoning_signature":
+      case "embedding": // embedding jobs only, never in a chat stream
       case "error":
+      case "progress":
       default: // the router's server-tool events (Anthropic blocks) have no Chat Completions form
         return "";
     }

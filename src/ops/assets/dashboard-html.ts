@@ -49,6 +49,7 @@ export const DASHBOARD_HTML = `<!doctype html>
       <div class="tile" id="tile-requests"><span class="label">Requests</span><span class="value">–</span></div>
       <div class="tile" id="tile-tokens"><span class="label">Tokens out</span><span class="value">–</span></div>
       <div class="tile" id="tile-errors"><span class="label">Failed jobs</span><span class="value">–</span></div>
+      <div class="tile" id="tile-store" hidden><span class="label">Store commands, last hour</span><span class="value">–</span><span class="label" id="store-month"></span></div>
     </section>
 
     <section class="charts">

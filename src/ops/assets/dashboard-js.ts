@@ -9,6 +9,9 @@ export const DASHBOARD_JS = String.raw`"use strict";
 (function () {
   var KEY_STORAGE = "auxot.adminKey";
   var POLL_MS = 2500;
+  /* On Upstash every refresh costs billed store commands (about three): refresh less often there. */
+  var POLL_UPSTASH_MS = 15000;
+  var pollMs = POLL_MS;
   var MAX_BACKOFF_MS = 30000;
   var HISTORY_POINTS = 120; /* about five minutes at POLL_MS */
 
@@ -108,7 +111,7 @@ export const DASHBOARD_JS = String.raw`"use strict";
         banner("");
         showApp();
         render(report);
-        schedule(POLL_MS);
+        schedule(pollMs);
       })
       .catch(function (err) {
         failures++;
@@ -161,6 +164,14 @@ export const DASHBOARD_JS = String.raw`"use strict";
     tile("requests", num(c.requests.total));
     tile("tokens", num(c.tokens.completion));
     tile("errors", num((c.jobs.failed || 0) + (c.jobs.timed_out || 0) + (c.jobs.queue_timeout || 0)));
+    pollMs = report.instance.store === "upstash" ? POLL_UPSTASH_MS : POLL_MS;
+    var cost = report.storeCost;
+    $("tile-store").hidden = !cost;
+    if (cost) {
+      tile("store", num(cost.commandsLastHour));
+      $("store-month").textContent = "≈ " + num(cost.projectedPerMonth) + " / month · " +
+        Math.round(cost.shareOfFreeTier * 100) + "% of the free tier (" + num(cost.freeTierPerMonth) + ")";
+    }
 
     chart("chart-throughput", history.map(function (p) { return p.tps; }));
     chart("chart-ttft", history.map(function (p) { return p.ttft; }));
@@ -228,6 +239,8 @@ export const DASHBOARD_JS = String.raw`"use strict";
       card.appendChild(head);
 
       var model = [w.model, w.quantization, w.ctxSize ? "ctx " + num(w.ctxSize) : ""].filter(Boolean).join(" · ");
+      // A worker serving several models lists them all.
+      if (w.models && w.models.length > 1) model = w.models.map(function (m) { return m.model; }).join(", ");
       if (model) card.appendChild(el("div", "detail", model));
       var hw = [w.backend, w.gpu, bytes(w.vramBytes)].filter(Boolean).join(" · ");
       if (hw) card.appendChild(el("div", "detail", hw));
@@ -257,7 +270,15 @@ export const DASHBOARD_JS = String.raw`"use strict";
 
   function renderQueue(report) {
     var pairs = [["waiting", String(report.queue.depth)], ["running", String(report.running)]];
+    // One line per model of the policy (its lane's depth, ready workers serving it, their free slots); tool lanes after.
+    (report.models || []).forEach(function (m) {
+      pairs.push([
+        m.name + (m.kind === "embedding" ? " (embeddings)" : ""),
+        m.queued + " queued · " + m.workers + " workers · " + m.free + "/" + m.slots + " free",
+      ]);
+    });
     Object.keys(report.queue.byLane).forEach(function (lane) {
+      if (report.models && /^(chat|embed):/.test(lane)) return;
       pairs.push(["lane " + lane, String(report.queue.byLane[lane])]);
     });
     var jobs = report.counters.jobs;
@@ -309,21 +330,26 @@ export const DASHBOARD_JS = String.raw`"use strict";
     clear(box);
     var origin = location.origin;
     var kind = report.policy.engine === "cli" ? "cli" : "gpu";
+    /* Keys never go on a command line (ps, shell history): workers read them from a file only their owner reads. */
     var rows = [
-      ["Start a " + kind + " worker (worker key adm_…)",
-        "deno task worker:" + kind + " --router-url " + origin + " --" + kind + "-key adm_…"],
+      ["Save the worker key (adm_…) in a file only you can read: paste it, then Enter and Ctrl-D",
+        "mkdir -p ~/.auxot && (umask 077; cat > ~/.auxot/worker.key)"],
+      ["Start a " + kind + " worker",
+        "deno task worker:" + kind + " --router-url " + origin + " --gpu-key-file ~/.auxot/worker.key"],
       ["…or install it as a systemd service (key read from AUXOT_" + kind.toUpperCase() + "_KEY)",
         "sudo -E deno task worker:service install --kind " + kind + " --router-url " + origin],
     ];
     if (report.config.toolsEnabled) {
-      rows.push(["Start a tools worker (tools key tls_…)",
-        "deno task worker:tools --router-url " + origin + " --tools-key tls_…"]);
+      rows.push(["Start a tools worker (tools key tls_… saved the same way in ~/.auxot/tools.key)",
+        "deno task worker:tools --router-url " + origin + " --tools-key-file ~/.auxot/tools.key"]);
     }
     rows.push(
       ["OpenAI API base URL (API key rtr_…)", origin + "/api/openai/v1"],
       ["Anthropic API base URL", origin + "/api/anthropic"],
-      ["Claude Code", "ANTHROPIC_BASE_URL=" + origin + "/api/anthropic ANTHROPIC_AUTH_TOKEN=rtr_… claude"],
-      ["Check it end to end", "deno task verify --router-url " + origin + " --api-key rtr_…"]
+      ["Put the API key (rtr_…) in your environment without typing it on a command line: paste it, then Enter",
+        "read -rs AUXOT_API_KEY && export AUXOT_API_KEY"],
+      ["Claude Code", "ANTHROPIC_BASE_URL=" + origin + "/api/anthropic ANTHROPIC_AUTH_TOKEN=\"$AUXOT_API_KEY\" claude"],
+      ["Check it end to end", "deno task verify --router-url " + origin]
     );
     rows.forEach(function (row) {
       box.appendChild(el("dt", "", row[0]));

@@ -1,0 +1,48 @@
+/**
+ * The Responses API's SSE: each event of a `ResponseBuilder` (render.ts) named on an `event:` line and numbered
+ * from 0 in `sequence_number`, as OpenAI's stream is; failures after the start become `response.failed`.
+ */
+import type { ApiError } from "../../http/errors.ts";
+import type { JobEvent } from "../../protocol/events.ts";
+import type { ResponseMeta, StreamEncoder } from "../flavour.ts";
+import { ResponseBuilder } from "./render.ts";
+import type { ResponsesEcho } from "./to-chat.ts";
+
+type Event = ReturnType<ResponseBuilder["step"]>[number];
+
+/** The `code` of a failed response for a router error (Codex reacts to the rate-limit and context codes). */
+export function failureCode(error: ApiError): string {
+  if (error.options.code === "context_length_exceeded") return "context_length_exceeded";
+  if (error.kind === "rate_limit") return "rate_limit_exceeded";
+  if (error.kind === "invalid_request") return "invalid_prompt";
+  return "server_error";
+}
+
+/** SSE for the Responses API: each event named, numbered from 0. */
+export class ResponsesStreamEncoder implements StreamEncoder {
+  #sequence = 0;
+  readonly builder: ResponseBuilder;
+
+  constructor(meta: ResponseMeta, echo: ResponsesEcho) {
+    this.builder = new ResponseBuilder(meta, echo);
+  }
+
+  #sse(events: Event[]): string {
+    return events.map((event) => {
+      const numbered = { ...event, sequence_number: this.#sequence++ };
+      return `event: ${event.type}\ndata: ${JSON.stringify(numbered)}\n\n`;
+    }).join("");
+  }
+
+  push(event: JobEvent): string {
+    return this.#sse(this.builder.step(event));
+  }
+
+  fail(error: ApiError): string {
+    return this.#sse(this.builder.fail({ code: failureCode(error), message: error.message }));
+  }
+
+  keepAlive(): string {
+    return ": keep-alive\n\n";
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * Lease tokens: a job handed to a worker comes with a token only that claim could have produced,
+ *
+ *   lt1.<attempt>.<role>.<HMAC(router secret, "jobId|workerId|attempt|role")>
+ *
+ * and the router accepts a job's events, lease extensions (heartbeats) and cancel notices only with it. Worker ids are
+ * chosen by workers and every worker of a role holds the same key, so neither says which worker is which; the token
+ * does. It needs no store: any isolate of the deployment derives the same secret (src/auth/router-secret.ts) and checks
+ * it by recomputing the HMAC. Whether the lease is still current (not lost, not re-queued to another worker) remains
+ * the store's answer; the token only makes the worker id in a request impossible to borrow.
+ *
+ * The role says which key may use it: chat jobs are claimed with worker (adm_) keys, tool jobs with tools (tls_)
+ * keys, so a token carries the claiming role and a request with the other role's key is refused.
+ */
+import type { Argon2Phc, KeyRole } from "./keys.ts";
+import { constantTimeEqual, deriveRouterKey, hmacBase64url, type RouterKey } from "./router-secret.ts";
+
+const ROLE_CODE: Record<KeyRole, string> = { admin: "a", tools: "t", api: "r" };
+
+export type LeaseCheck = "ok" | "wrong_role" | "invalid";
+
+export class LeaseTokens {
+  readonly #key: Promise<RouterKey>;
+
+  constructor(hashes: Partial<Record<KeyRole, Argon2Phc>>) {
+    this.#key = deriveRouterKey(hashes, "lease-token");
+  }
+
+  async issue(jobId: string, workerId: string, attempt: number, role: KeyRole): Promise<string> {
+    return `lt1.${attempt}.${ROLE_CODE[role]}.${await this.#mac(jobId, workerId, attempt, ROLE_CODE[role])}`;
+  }
+
+  /** Whether `token` was issued for this job to this worker id, and to a key of `role`. */
+  async check(token: string | undefined, jobId: string, workerId: string, role: KeyRole): Promise<LeaseCheck> {
+    const parts = /^lt1\.([1-9]\d{0,8})\.([atr])\.([A-Za-z0-9_-]{43})$/.exec(token ?? "");
+    if (!parts) return "invalid";
+    const expected = await this.#mac(jobId, workerId, Number(parts[1]), parts[2]);
+    if (!constantTimeEqual(expected, parts[3])) return "invalid";
+    return parts[2] === ROLE_CODE[role] ? "ok" : "wrong_role";
+  }
+
+  async #mac(jobId: string, workerId: string, attempt: number, role: string): Promise<string> {
+    return await hmacBase64url(await this.#key, JSON.stringify([jobId, workerId, attempt, role]));
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * The router's own secret, for keyed digests of presented keys and for lease tokens. It is derived from the configured
+ * Argon2id hashes (their salts and outputs), so every isolate and instance of one deployment derives the same secret
+ * with no extra configuration and no coordination, and rotating any key changes it.
+ *
+ * Why it is secret: the hashes live only in the router's configuration (environment, `.env` at 0600, Fly or Workers
+ * secrets). They are never sent to callers or workers, never written to the store, never logged (`describeConfig`
+ * leaves them out). A key alone does not give them: recomputing a hash needs its random salt, which is in the
+ * configuration too. So a caller, a worker, or someone who can read the store cannot compute a digest or mint a lease
+ * token; only a party that reads the router's configuration can (and that party holds the router anyway).
+ */
+import { HmacSha256 } from "../platform/hmac-sha256.ts";
+import { type Argon2Phc, base64url, type KeyRole } from "./keys.ts";
+
+const encoder = new TextEncoder();
+
+/**
+ * An HMAC-SHA-256 key for one purpose (`label`). Synchronous once derived (src/platform/hmac-sha256.ts): these MACs
+ * run several times per job (the key digest on every request, the lease token on every claim and worker post), and
+ * WebCrypto's `sign` is an async op on another thread — a round trip each time for a microsecond of hashing.
+ */
+export type RouterKey = HmacSha256;
+
+/** The key for `label`, derived from the configured hashes. */
+export async function deriveRouterKey(
+  hashes: Partial<Record<KeyRole, Argon2Phc>>,
+  label: string,
+): Promise<RouterKey> {
+  const material = (Object.keys(hashes) as KeyRole[]).sort()
+    .map((role) => `${role}:${base64url(hashes[role]!.salt)}:${base64url(hashes[role]!.hash)}`)
+    .join("|");
+  const seed = await crypto.subtle.digest("SHA-256", encoder.encode(`auxot-router-secret-v1|${label}|${material}`));
+  return new HmacSha256(new Uint8Array(seed));
+}
+
+/** The MAC of `text`, base64url without padding (the same bytes WebCrypto's HMAC gives). */
+// deno-lint-ignore require-await
+export async function hmacBase64url(key: RouterKey, text: string): Promise<string> {
+  return key.digestBase64url(text);
+}
+
+/** Constant-time equality of two strings (digests, tokens): the time does not depend on where they differ. */
+export function constantTimeEqual(a: string, b: string): boolean {
+  let diff = a.length ^ b.length;
+  const n = Math.max(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    diff |= (a.charCodeAt(i % (a.length || 1)) || 0) ^ (b.charCodeAt(i % (b.length || 1)) || 0);
+  }
+  return diff === 0;
+}

@@ -1,0 +1,136 @@
+/**
+ * What the pieces of the Upstash store share (REST client, scripts, keys, options, in-process wake-ups, recent
+ * batches), and the one way they wait: `race`, a blocking Redis command raced against an in-process wake-up.
+ *
+ * The waiting rule (see docs/store.md, "Who owns a wait"): every waiting request owns its wait — its
+ * own blocking command, or its own timer-driven poll — and an in-process wake-up may only make that wait end
+ * sooner. Nothing here lets one request's promise be settled by another request's I/O: on Workers the wake-ups
+ * are delivered through the waiter's own timer (src/store/wakeup.ts, "owned" mode).
+ */
+import type { StoreOptions } from "../store.ts";
+import { StoreError } from "../store.ts";
+import { Wakeup, type WakeupDelivery } from "../wakeup.ts";
+import { keyPrefixes, type StoreKeys, storeKeys } from "./keys.ts";
+import { ScriptRunner } from "./lua/runner.ts";
+import { RecentBatches } from "./recent.ts";
+import { RedisReplyError, UpstashRest } from "./rest.ts";
+
+export type RaceOutcome<T> =
+  | { kind: "local" }
+  | { kind: "remote"; value: T }
+  | { kind: "timeout" }
+  | { kind: "fallback" };
+
+/** Added to a blocking command's own timeout for its HTTP timeout. */
+export const BLOCK_HTTP_MARGIN_MS = 10_000;
+/** Shorter waits are not worth a blocking command. */
+export const MIN_WAIT_MS = 50;
+/** After a full blocking period, a remainder shorter than this is not worth another command. */
+export const REMAINDER_MIN_MS = 500;
+/** Wake tokens kept per lane, and how long an unconsumed one lives. */
+export const WAKE_CAP = 8;
+export const WAKE_TTL_MS = 60_000;
+/** Polling fallback (when blocking commands fail): first and longest pause between checks. */
+export const POLL_MIN_MS = 250;
+export const POLL_MAX_MS = 4_000;
+/** After a blocking command failed in transit (an outage, or a proxy cutting long requests), poll this long. */
+const BLOCKING_RETRY_MS = 15_000;
+
+export interface PartsConfig {
+  url: string;
+  token: string;
+  prefix?: string;
+  options: StoreOptions;
+  fetch?: typeof fetch;
+  maxBlockMs: number;
+  wakeups: WakeupDelivery;
+  retryBudgetMs?: number;
+}
+
+export class UpstashParts {
+  readonly rest: UpstashRest;
+  readonly scripts: ScriptRunner;
+  readonly keys: StoreKeys;
+  readonly prefixes: ReturnType<typeof keyPrefixes>;
+  readonly opts: StoreOptions;
+  readonly maxBlockMs: number;
+  readonly wakeup: Wakeup;
+  readonly closing = new AbortController();
+  /** Batches stored through this instance: local readers take them from here. */
+  readonly recent = new RecentBatches();
+  /**
+   * Until when (performance.now()) waits poll instead of blocking: forever once the service rejected a blocking
+   * command, for BLOCKING_RETRY_MS after one failed in transit.
+   */
+  #pollUntil = 0;
+
+  constructor(config: PartsConfig) {
+    this.rest = new UpstashRest({
+      url: config.url,
+      token: config.token,
+      fetch: config.fetch,
+      retryBudgetMs: config.retryBudgetMs,
+    });
+    this.scripts = new ScriptRunner(this.rest);
+    this.keys = storeKeys(config.prefix);
+    this.prefixes = keyPrefixes(this.keys);
+    this.opts = config.options;
+    this.maxBlockMs = config.maxBlockMs;
+    this.wakeup = new Wakeup(config.wakeups);
+  }
+
+  /** True while blocking commands are off (refused by the service, or failing in transit lately). */
+  get polling(): boolean {
+    return performance.now() < this.#pollUntil;
+  }
+
+  /** `external` combined with the store's own close signal. */
+  signal(external?: AbortSignal): AbortSignal {
+    return external ? AbortSignal.any([this.closing.signal, external]) : this.closing.signal;
+  }
+
+  /**
+   * Waits for whichever comes first: an in-process wake-up on `topics` (direct delivery only), or the blocking
+   * command `remote` (which must end within about `ms`). Both belong to the calling request: the wake-up is seen by its own wait, the
+   * command is its own fetch. The loser is aborted and awaited, so no request outlives the wait.
+   */
+  async race<T>(
+    topics: string[],
+    ms: number,
+    signal: AbortSignal,
+    remote: (abort: AbortSignal) => Promise<T | null>,
+  ): Promise<RaceOutcome<T>> {
+    const abort = new AbortController();
+    const stop = () => abort.abort();
+    signal.addEventListener("abort", stop, { once: true });
+    // Owned wake-ups are seen by a timer tick: not worth ticking through a whole blocking command, which ends by
+    // itself as soon as the notifier's write lands in Redis (on Workers a 50 s poll of ticks would also spend the
+    // request's CPU budget).
+    const local = this.wakeup.delivery === "direct"
+      ? this.wakeup.wait(topics, ms, abort.signal)
+      : Promise.resolve(false);
+    const pending = remote(abort.signal);
+    try {
+      return await new Promise<RaceOutcome<T>>((resolve, reject) => {
+        local.then((woken) => woken && resolve({ kind: "local" }));
+        pending.then(
+          (value) => resolve(value === null ? { kind: "timeout" } : { kind: "remote", value }),
+          (err) => {
+            if (abort.signal.aborted) return resolve({ kind: "timeout" });
+            if (!(err instanceof RedisReplyError || err instanceof StoreError)) return reject(err);
+            // Refused by the service: poll from now on. Failed in transit: poll for a while. Either way the caller
+            // checks again at once with an ordinary (retried) command, which reports a real outage as an error.
+            this.#pollUntil = err instanceof RedisReplyError
+              ? Number.POSITIVE_INFINITY
+              : performance.now() + BLOCKING_RETRY_MS;
+            resolve({ kind: "fallback" });
+          },
+        );
+      });
+    } finally {
+      abort.abort();
+      signal.removeEventListener("abort", stop);
+      await Promise.allSettled([local, pending]);
+    }
+  }
+}

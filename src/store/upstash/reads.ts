@@ -1,0 +1,190 @@
+/**
+ * A caller waiting for its job's events on the Upstash store. Cost per read, cheapest first:
+ * - a batch posted through this instance is taken from memory (RecentBatches): no command;
+ * - otherwise one XREAD BLOCK on the job's stream per batch received;
+ * - the read script (which also marks the caller alive) only every callerTimeoutMs/4, and never for the first read
+ *   of a job enqueued here (the enqueue marked it).
+ * A job enqueued here is first awaited in memory for ENQUEUED_LOCAL_FIRST_MS (one router: its worker posts here too),
+ * a job whose batches already came through here for LOCAL_FIRST_MS; after that the caller blocks on Redis.
+ * Every wait is the caller's own: its XREAD, its own timer; in-process wake-ups only end it sooner.
+ */
+import { jobTopic } from "../shared.ts";
+import type { JobState, ReadResult } from "../store.ts";
+import { readEventsScript } from "./lua/read-events.ts";
+import { ScriptStatus } from "./lua/runner.ts";
+import {
+  BLOCK_HTTP_MARGIN_MS,
+  MIN_WAIT_MS,
+  POLL_MAX_MS,
+  POLL_MIN_MS,
+  REMAINDER_MIN_MS,
+  type UpstashParts,
+} from "./parts.ts";
+import { asArray, asState, asString, parseEntries, toRead, unknownJob } from "./replies.ts";
+
+/** Stream entries (batches) returned by one read. */
+const READ_BATCH = 1_000;
+/** A reader whose job's batches come through this instance waits this long in memory before XREAD (> the
+ * workers' longest flush interval on this store, 1 s, so a steady stream never falls back to XREAD). */
+const LOCAL_FIRST_MS = 2_000;
+/** A reader of a job enqueued here, before any batch: its first batch most likely comes through here too. */
+const ENQUEUED_LOCAL_FIRST_MS = 300;
+/** Jobs whose reads are tracked here at most. */
+const TRACKED_READS = 10_000;
+
+const FINAL_STATES: ReadonlySet<JobState> = new Set(["done", "failed", "cancelled"]);
+
+interface Tracked {
+  /** When the caller was last marked alive in Redis (the store's clock). */
+  markedAt: number;
+  state: JobState;
+  /** Enqueued through this instance and no batch seen yet. */
+  enqueuedHere: boolean;
+}
+
+export class Reads {
+  readonly #parts: UpstashParts;
+  readonly #reads = new Map<string, Tracked>();
+
+  constructor(parts: UpstashParts) {
+    this.#parts = parts;
+  }
+
+  /** A job this instance just enqueued: its caller is marked alive already (the enqueue script did it). */
+  enqueued(jobId: string): void {
+    this.#track(jobId, { markedAt: this.#parts.opts.now(), state: "queued", enqueuedHere: true });
+  }
+
+  async readEvents(jobId: string, cursor: string, waitMs: number, signal?: AbortSignal): Promise<ReadResult> {
+    const deadline = performance.now() + waitMs;
+    const now = this.#parts.opts.now();
+    const seen = this.#reads.get(jobId);
+    // A read that may not wait must ask Redis: only a waiting read learns what is new by XREAD or from memory.
+    const markDue = !seen || FINAL_STATES.has(seen.state) || waitMs < MIN_WAIT_MS ||
+      now - seen.markedAt >= this.#parts.opts.callerTimeoutMs / 4;
+    if (!markDue) {
+      const local = this.#parts.recent.after(jobId, cursor);
+      if (local) return this.#noteRead(jobId, local);
+    }
+    let state: JobState;
+    if (markDue) {
+      const read = await this.#readOnce(jobId, cursor);
+      if (read === null) {
+        this.#reads.delete(jobId);
+        return unknownJob(cursor);
+      }
+      this.#track(jobId, { markedAt: now, state: read.state, enqueuedHere: false });
+      if (read.events.length > 0 || FINAL_STATES.has(read.state)) return read;
+      state = read.state;
+    } else {
+      state = seen.state;
+    }
+    const waited = await this.#waitForEvents(jobId, cursor, deadline, signal);
+    return waited ? this.#noteRead(jobId, waited) : { events: [], cursor, state };
+  }
+
+  /** The read script: batches after `cursor` and the job's state; null for an unknown job. */
+  async #readOnce(jobId: string, cursor: string): Promise<ReadResult | null> {
+    const k = this.#parts.keys;
+    const reply = asArray(
+      await this.#parts.scripts.run(
+        readEventsScript,
+        { job: k.job(jobId), events: k.events(jobId), callers: k.callers },
+        { id: jobId, cursor, now: this.#parts.opts.now(), count: READ_BATCH },
+      ),
+      "read_events",
+    );
+    if (asString(reply[0], "read_events") === ScriptStatus.unknownJob) return null;
+    const entries = parseEntries(reply[2], cursor);
+    return entries.length > 0 ? toRead(entries) : { events: [], cursor, state: asState(reply[1]) };
+  }
+
+  /**
+   * Waits for batches after `cursor` until `deadline` (performance.now()); null when none came. Polling (when
+   * blocking is off) uses the read script, which also keeps the caller marked alive.
+   */
+  async #waitForEvents(
+    jobId: string,
+    cursor: string,
+    deadline: number,
+    external?: AbortSignal,
+  ): Promise<ReadResult | null> {
+    const parts = this.#parts;
+    const signal = parts.signal(external);
+    const topics = [jobTopic(jobId)];
+    const eventsKey = parts.keys.events(jobId);
+    let backoffMs = POLL_MIN_MS;
+    for (let round = 0;; round++) {
+      const left = deadline - performance.now();
+      if (left < (round === 0 ? MIN_WAIT_MS : REMAINDER_MIN_MS) || signal.aborted) return null;
+      // Its batches come (or most likely will come) through this instance: wait for them in memory first.
+      const enqueuedHere = this.#reads.get(jobId)?.enqueuedHere === true;
+      if (parts.recent.has(jobId) || enqueuedHere) {
+        const localMs = parts.recent.has(jobId) ? LOCAL_FIRST_MS : ENQUEUED_LOCAL_FIRST_MS;
+        const woken = await parts.wakeup.wait(topics, Math.min(left, localMs), signal);
+        const local = parts.recent.after(jobId, cursor);
+        if (local) return local;
+        if (!woken) {
+          if (deadline - performance.now() < MIN_WAIT_MS || signal.aborted) return null;
+          parts.recent.delete(jobId); // its batches now come through another instance
+          const tracked = this.#reads.get(jobId);
+          if (tracked) tracked.enqueuedHere = false;
+        }
+      }
+      const remaining = deadline - performance.now();
+      if (remaining < MIN_WAIT_MS) return null;
+      if (parts.polling) {
+        await parts.wakeup.wait(topics, Math.min(remaining, backoffMs), signal);
+        backoffMs = Math.min(Math.max(backoffMs * 2, POLL_MIN_MS), POLL_MAX_MS);
+        const local = parts.recent.after(jobId, cursor);
+        if (local) return local;
+        if (signal.aborted) return null;
+        const polled = await this.#readOnce(jobId, cursor);
+        if (polled === null) return unknownJob(cursor);
+        if (polled.events.length > 0 || FINAL_STATES.has(polled.state)) return polled;
+        continue;
+      }
+      const blockMs = Math.min(remaining, parts.maxBlockMs);
+      const outcome = await parts.race(
+        topics,
+        blockMs,
+        signal,
+        (abort) => this.#xread(eventsKey, cursor, blockMs, abort),
+      );
+      if (outcome.kind === "remote") return outcome.value;
+      if (outcome.kind === "local") {
+        const local = parts.recent.after(jobId, cursor);
+        if (local) return local;
+      }
+      if (outcome.kind === "fallback") backoffMs = 0; // check again at once, by polling
+    }
+  }
+
+  /** XREAD of the batches after `cursor`, blocking up to `blockMs` (0 = answer at once); null when none. */
+  async #xread(eventsKey: string, cursor: string, blockMs: number, signal: AbortSignal): Promise<ReadResult | null> {
+    const block = blockMs > 0 ? ["BLOCK", Math.ceil(blockMs)] : [];
+    const reply = await this.#parts.rest.command(
+      ["XREAD", "COUNT", READ_BATCH, ...block, "STREAMS", eventsKey, cursor === "" ? "0-0" : cursor],
+      { signal, timeoutMs: blockMs > 0 ? blockMs + BLOCK_HTTP_MARGIN_MS : undefined },
+    );
+    if (reply === null) return null;
+    const [stream] = asArray(reply, "xread");
+    const entries = parseEntries(asArray(stream, "xread")[1], cursor);
+    return entries.length > 0 ? toRead(entries) : null;
+  }
+
+  #noteRead(jobId: string, read: ReadResult): ReadResult {
+    const seen = this.#reads.get(jobId);
+    if (seen) {
+      seen.state = read.state;
+      seen.enqueuedHere = false;
+    }
+    return read;
+  }
+
+  #track(jobId: string, read: Tracked): void {
+    this.#reads.delete(jobId);
+    this.#reads.set(jobId, read);
+    if (this.#reads.size > TRACKED_READS) this.#reads.delete(this.#reads.keys().next().value!);
+  }
+}
