@@ -1,5 +1,5 @@
 /**
- * (8) Relay at realistic engine rates: the mock engine paced at 50, 200 and 1,000 tokens/s (a pause between
+ * (10) Relay at realistic engine rates: the mock engine paced at 50, 200 and 1,000 tokens/s (a pause between
  * words, the first at once) streamed directly and through each gateway (the router with its worker on the embedded
  * store, the peers), interleaved round by round. Tokens/s end to end (tokens ÷ time to the last byte) and its ratio
  * to the direct call: at a GPU's pace the relay's cost, not the 2-core machine's contention, is what shows. The
@@ -19,7 +19,7 @@ export interface RelayFigures {
 
 export async function relaySection(ctx: BenchContext): Promise<RelayFigures> {
   const s = ctx.settings.relay;
-  const section = ctx.report.section("8. Relay at paced engine rates (streaming, tokens/s end to end)");
+  const section = ctx.report.section("10. Relay at paced engine rates (streaming, tokens/s end to end)");
   const paths = ctx.paths.filter((p) => RELAY_PATHS.includes(p.key));
   const figures: RelayFigures = { routerRatio: {} };
   const rows: string[][] = [];
