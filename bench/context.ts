@@ -9,7 +9,14 @@ import type { Report } from "./lib/report.ts";
 import type { Settings } from "./settings.ts";
 import type { BenchKeys, RedisBridge } from "./stack.ts";
 
-export type PathKey = "direct" | "router" | "portkey" | "router-upstash" | "workerd";
+export type PathKey =
+  | "direct"
+  | "router"
+  | "router-baseline"
+  | "portkey"
+  | "litellm"
+  | "router-upstash"
+  | "workerd";
 
 export interface Path {
   key: PathKey;

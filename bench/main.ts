@@ -2,12 +2,16 @@
  * The benchmark suite: `deno task bench` (full, under 15 minutes on 2 cores) or `deno task bench --quick` (proves
  * the harness works in well under a minute; its figures mean nothing). Starts every system under test as its own
  * process on 127.0.0.1 — mock engine, router + worker (embedded store; Upstash store under Deno and under workerd,
- * via the REST bridge to a real redis-server), the Portkey gateway as the peer — runs the sections, and prints one
- * Markdown table of figures, ratios and targets, also written to bench/results/latest.md. A part that cannot run
+ * via the REST bridge to a real redis-server), the Portkey gateway and the LiteLLM proxy as the peers — runs the
+ * sections, and prints one Markdown table of figures, ratios and targets, also written to bench/results/latest.md. A part that cannot run
  * (peer not installable, Upstash store missing) is reported loudly as not measured; the rest still runs.
  *
  *   deno task bench [--quick] [--no-peer-install] [--out FILE]
- *                   [--sections latency,streaming,throughput,commands,auth,inference,concurrency,cpu]
+ *                   [--sections latency,streaming,throughput,relay,commands,auth,inference,concurrency,cpu]
+ *                   [--baseline DIR] [--no-upstash]
+ *
+ * `--baseline DIR` adds the embedded-store router of another checkout (e.g. `git worktree add --detach /tmp/base
+ * main`) as one more path, so a change and its baseline are measured in the same run, interleaved.
  */
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
@@ -21,10 +25,12 @@ import { workerdCpuSection } from "./sections/workerd-cpu.ts";
 import { inferenceSection } from "./sections/inference.ts";
 import { type LatencyFigures, latencySection } from "./sections/latency.ts";
 import { markIdle, reportStoreCommands, storeCommandsSection } from "./sections/store-commands.ts";
+import { relaySection } from "./sections/relay.ts";
 import { streamingSection } from "./sections/streaming.ts";
 import { type ThroughputFigures, throughputSection } from "./sections/throughput.ts";
 import { workerdSection } from "./sections/workerd.ts";
 import { FULL, QUICK } from "./settings.ts";
+import { ensureLiteLLM, LITELLM_KEY, LITELLM_VERSION, startLiteLLM } from "./peer-litellm.ts";
 import {
   type BenchKeys,
   ensurePeer,
@@ -41,7 +47,17 @@ import {
   waitForWorkers,
 } from "./stack.ts";
 
-const SECTIONS = ["latency", "streaming", "throughput", "commands", "auth", "inference", "concurrency", "cpu"] as const;
+const SECTIONS = [
+  "latency",
+  "streaming",
+  "throughput",
+  "relay",
+  "commands",
+  "auth",
+  "inference",
+  "concurrency",
+  "cpu",
+] as const;
 type SectionName = typeof SECTIONS[number];
 
 function firstLine(err: unknown): string {
@@ -76,14 +92,18 @@ interface Needs {
 function needsOf(wanted: Set<SectionName>): Needs {
   const comparing = wanted.has("latency") || wanted.has("streaming") || wanted.has("throughput");
   return {
-    router: comparing || wanted.has("auth"),
-    peer: comparing,
+    router: comparing || wanted.has("auth") || wanted.has("relay"),
+    peer: comparing || wanted.has("relay"),
     upstash: comparing || wanted.has("commands"),
   };
 }
 
 /** The systems under test; each that fails to start is a loud "not measured" line, never a crash. */
-async function startPaths(ctx: BenchContext, needs: Needs, options: { allowPeerInstall: boolean }): Promise<void> {
+async function startPaths(
+  ctx: BenchContext,
+  needs: Needs,
+  options: { allowPeerInstall: boolean; baseline?: string },
+): Promise<void> {
   const { settings, keys } = ctx;
   const mock = await startMock();
   ctx.paths.push({
@@ -99,20 +119,28 @@ async function startPaths(ctx: BenchContext, needs: Needs, options: { allowPeerI
   const apiHeaders = { authorization: `Bearer ${keys.api}` };
 
   if (needs.router) await startEmbeddedRouter(ctx, workerArgs, apiHeaders);
+  if (needs.router && options.baseline) await startEmbeddedRouter(ctx, workerArgs, apiHeaders, options.baseline);
   if (needs.peer) await startPeer(ctx, mock.url, options.allowPeerInstall);
+  if (needs.peer) await startSecondPeer(ctx, mock.url, options.allowPeerInstall);
   if (needs.upstash) await startUpstashRouters(ctx, workerArgs, apiHeaders);
 }
 
-async function startEmbeddedRouter(ctx: BenchContext, workerArgs: string[], apiHeaders: Record<string, string>) {
+async function startEmbeddedRouter(
+  ctx: BenchContext,
+  workerArgs: string[],
+  apiHeaders: Record<string, string>,
+  baseline?: string,
+) {
   const { keys, log, report } = ctx;
-  log("starting the router (embedded store) and its worker");
+  const which = baseline ? `baseline router (embedded, ${baseline})` : "router (embedded store)";
+  log(`starting the ${which} and its worker`);
   try {
-    const router = await startDenoRouter({ name: "router (embedded)", keys });
-    const worker = startGpuWorker("worker (embedded)", router.url, keys, workerArgs);
+    const router = await startDenoRouter({ name: which, keys, root: baseline });
+    const worker = startGpuWorker(`worker (${which})`, router.url, keys, workerArgs);
     await waitForWorkers(router.url, worker, 60_000);
     ctx.paths.push({
-      key: "router",
-      label: "Auxot router, embedded store (Deno)",
+      key: baseline ? "router-baseline" : "router",
+      label: baseline ? `Baseline: Auxot router, embedded store (${baseline})` : "Auxot router, embedded store (Deno)",
       port: router.port,
       headers: apiHeaders,
       pid: router.pid,
@@ -120,7 +148,7 @@ async function startEmbeddedRouter(ctx: BenchContext, workerArgs: string[], apiH
       logs: router.logs,
     });
   } catch (err) {
-    report.warn(`Auxot router (embedded store) did not start: ${firstLine(err)}`);
+    report.warn(`Auxot ${which} did not start: ${firstLine(err)}`);
   }
 }
 
@@ -145,6 +173,30 @@ async function startPeer(ctx: BenchContext, mockUrl: string, allowInstall: boole
     } catch (err) {
       report.warn(`Portkey (peer) NOT MEASURED: it did not start: ${firstLine(err)}`);
     }
+  }
+}
+
+async function startSecondPeer(ctx: BenchContext, mockUrl: string, allowInstall: boolean) {
+  const { log, report } = ctx;
+  const problem = await ensureLiteLLM(allowInstall, log);
+  if (problem) {
+    report.warn(`LiteLLM proxy ${LITELLM_VERSION} (peer) NOT MEASURED: ${problem}`);
+    return;
+  }
+  log("starting the second peer gateway (LiteLLM proxy)");
+  try {
+    const litellm = await startLiteLLM(mockUrl);
+    ctx.paths.push({
+      key: "litellm",
+      label: `LiteLLM proxy ${LITELLM_VERSION} (Python)`,
+      port: litellm.port,
+      headers: { authorization: `Bearer ${LITELLM_KEY}` },
+      pid: litellm.pid,
+      others: [],
+      logs: litellm.logs,
+    });
+  } catch (err) {
+    report.warn(`LiteLLM proxy (peer) NOT MEASURED: it did not start: ${firstLine(err)}`);
   }
 }
 
@@ -203,6 +255,8 @@ async function main(): Promise<number> {
       "no-peer-install": { type: "boolean", default: false },
       sections: { type: "string" },
       out: { type: "string" },
+      baseline: { type: "string" },
+      "no-upstash": { type: "boolean", default: false },
     },
     strict: true,
   });
@@ -246,13 +300,19 @@ async function main(): Promise<number> {
   };
 
   try {
-    await startPaths(ctx, needsOf(wanted), { allowPeerInstall: !values["no-peer-install"] });
+    const needs = needsOf(wanted);
+    if (values["no-upstash"]) {
+      needs.upstash = false;
+      report.warn("The Upstash-store paths were left out (--no-upstash).");
+    }
+    await startPaths(ctx, needs, { allowPeerInstall: !values["no-peer-install"], baseline: values.baseline });
     log(`paths under test: ${ctx.paths.map((p) => p.key).join(", ")}`);
     let latency: LatencyFigures | undefined;
     let throughput: ThroughputFigures | undefined;
     if (wanted.has("latency")) latency = await run("latency", () => latencySection(ctx));
     if (wanted.has("streaming")) await run("streaming", () => streamingSection(ctx));
     if (wanted.has("throughput")) throughput = await run("throughput", () => throughputSection(ctx));
+    if (wanted.has("relay")) await run("relay", () => relaySection(ctx));
     const upstash = ctx.paths.some((p) => p.bridge);
     const commands = wanted.has("commands") && upstash
       ? await run("commands", () => storeCommandsSection(ctx))

@@ -26,6 +26,15 @@ export interface Settings {
     /** Characters of the long shared system prompt (~0.8 tokens a character with the tiny model's tokenizer). */
     prefixChars: number;
   };
+  /** Paced streams (tokens/s at the engine) relayed through each gateway: tokens = max(minTokens, rate × seconds). */
+  relay: {
+    rates: number[];
+    streamSeconds: number;
+    minTokens: number;
+    warmup: number;
+    rounds: number;
+    perRound: number;
+  };
   /** Slots of each external-engine worker: enough for every throughput connection to have a job running. */
   workerSlots: number;
 }
@@ -45,6 +54,7 @@ export const FULL: Settings = {
   },
   auth: { cachedCalls: 20_000, batches: 5, firstVerifications: 5, floodMs: 8_000, floodConnections: 16 },
   inference: { runs: 5, maxTokens: 400, ctxSize: 4_096, cacheRounds: 5, prefixChars: 3_000 },
+  relay: { rates: [50, 200, 1_000], streamSeconds: 1, minTokens: 50, warmup: 1, rounds: 3, perRound: 2 },
   workerSlots: 64,
 };
 
@@ -56,5 +66,6 @@ export const QUICK: Settings = {
   commands: { requests: 10, longStreams: 1, longStreamTokens: 40, longStreamIntervalMs: 2, minIdleMs: 2_000 },
   auth: { cachedCalls: 500, batches: 2, firstVerifications: 1, floodMs: 700, floodConnections: 4 },
   inference: { runs: 1, maxTokens: 96, ctxSize: 1_024, cacheRounds: 1, prefixChars: 600 },
+  relay: { rates: [50, 200, 1_000], streamSeconds: 0.1, minTokens: 5, warmup: 0, rounds: 1, perRound: 1 },
   workerSlots: 8,
 };

@@ -77,13 +77,16 @@ export interface RouterOptions {
   keys: BenchKeys;
   /** AUXOT_* settings on top of the benchmark's defaults (model custom:bench, log level warn). */
   env?: Record<string, string>;
+  /** Another checkout whose router to run (a baseline measured in the same run); this one by default. */
+  root?: string;
 }
 
 /** The router under Deno, as `deno task start` runs it (its own process, src/entry-deno.ts). */
 export async function startDenoRouter(options: RouterOptions): Promise<Service & { child: Child }> {
   const port = freePort();
-  const child = spawnChild(options.name, Deno.execPath(), ["run", "-A", join(ROOT, "src/entry-deno.ts")], {
-    cwd: ROOT,
+  const root = options.root ?? ROOT;
+  const child = spawnChild(options.name, Deno.execPath(), ["run", "-A", join(root, "src/entry-deno.ts")], {
+    cwd: root,
     env: {
       AUXOT_PORT: String(port),
       AUXOT_HOST: "127.0.0.1",

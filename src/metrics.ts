@@ -11,8 +11,28 @@ import type { JobStore, ReapResult } from "./store/store.ts";
 
 type Labels = Record<string, string>;
 
+/** Series keys already built, by name and labels as given: a counter bumped per request need not sort and escape. */
+const seriesKeys = new Map<string, string>();
+const SERIES_KEYS_MAX = 4_096;
+
 /** A series' identity, also its field name in the store: `name{a="x",b="y"}` with sorted, sanitised labels. */
 export function seriesKey(name: string, labels: Labels = {}): string {
+  let id = name;
+  for (const k in labels) {
+    const value = labels[k];
+    if (value.includes("\u0000")) return buildSeriesKey(name, labels); // could alias another id: not cached
+    id += `\u0000${k}\u0001${value}`;
+  }
+  let key = seriesKeys.get(id);
+  if (key === undefined) {
+    key = buildSeriesKey(name, labels);
+    if (seriesKeys.size >= SERIES_KEYS_MAX) seriesKeys.clear();
+    seriesKeys.set(id, key);
+  }
+  return key;
+}
+
+function buildSeriesKey(name: string, labels: Labels): string {
   const parts = Object.keys(labels).sort().map((k) => `${k}="${labelValue(labels[k])}"`);
   return parts.length ? `${name}{${parts.join(",")}}` : name;
 }

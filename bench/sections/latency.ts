@@ -57,11 +57,16 @@ export async function latencySection(ctx: BenchContext): Promise<LatencyFigures>
     if (result.targets.find((t) => t.name === path.key)?.errors) section.notes.push(logNote(path));
   }
   const routerOverhead = figures.overheadP50.router;
+  // The fastest peer measured in this run sets the second bar (a peer that did not run sets none).
+  const peers = ["portkey", "litellm"].map((k) => figures.overheadP50[k]).filter(Number.isFinite);
+  const fastestPeer = peers.length ? Math.min(...peers) : Infinity;
   ctx.report.target({
     target: "Overhead p50, embedded store",
-    goal: "≤ 1.0 ms",
-    measured: plusMs(routerOverhead),
-    met: Number.isFinite(routerOverhead) ? routerOverhead <= 1.0 : undefined,
+    goal: "≤ 1.0 ms and ≤ the fastest peer's",
+    measured: `${plusMs(routerOverhead)}${
+      Number.isFinite(fastestPeer) ? ` (fastest peer ${plusMs(fastestPeer)})` : ""
+    }`,
+    met: Number.isFinite(routerOverhead) ? routerOverhead <= Math.min(1.0, fastestPeer) : undefined,
   });
   return figures;
 }

@@ -13,14 +13,14 @@
  * keys, so a token carries the claiming role and a request with the other role's key is refused.
  */
 import type { Argon2Phc, KeyRole } from "./keys.ts";
-import { constantTimeEqual, deriveRouterKey, hmacBase64url } from "./router-secret.ts";
+import { constantTimeEqual, deriveRouterKey, hmacBase64url, type RouterKey } from "./router-secret.ts";
 
 const ROLE_CODE: Record<KeyRole, string> = { admin: "a", tools: "t", api: "r" };
 
 export type LeaseCheck = "ok" | "wrong_role" | "invalid";
 
 export class LeaseTokens {
-  readonly #key: Promise<CryptoKey>;
+  readonly #key: Promise<RouterKey>;
 
   constructor(hashes: Partial<Record<KeyRole, Argon2Phc>>) {
     this.#key = deriveRouterKey(hashes, "lease-token");

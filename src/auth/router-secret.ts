@@ -9,24 +9,34 @@
  * configuration too. So a caller, a worker, or someone who can read the store cannot compute a digest or mint a lease
  * token; only a party that reads the router's configuration can (and that party holds the router anyway).
  */
+import { HmacSha256 } from "../platform/hmac-sha256.ts";
 import { type Argon2Phc, base64url, type KeyRole } from "./keys.ts";
 
 const encoder = new TextEncoder();
 
-/** An HMAC-SHA-256 key for one purpose (`label`), derived from the configured hashes. */
+/**
+ * An HMAC-SHA-256 key for one purpose (`label`). Synchronous once derived (src/platform/hmac-sha256.ts): these MACs
+ * run several times per job (the key digest on every request, the lease token on every claim and worker post), and
+ * WebCrypto's `sign` is an async op on another thread — a round trip each time for a microsecond of hashing.
+ */
+export type RouterKey = HmacSha256;
+
+/** The key for `label`, derived from the configured hashes. */
 export async function deriveRouterKey(
   hashes: Partial<Record<KeyRole, Argon2Phc>>,
   label: string,
-): Promise<CryptoKey> {
+): Promise<RouterKey> {
   const material = (Object.keys(hashes) as KeyRole[]).sort()
     .map((role) => `${role}:${base64url(hashes[role]!.salt)}:${base64url(hashes[role]!.hash)}`)
     .join("|");
   const seed = await crypto.subtle.digest("SHA-256", encoder.encode(`auxot-router-secret-v1|${label}|${material}`));
-  return await crypto.subtle.importKey("raw", seed, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  return new HmacSha256(new Uint8Array(seed));
 }
 
-export async function hmacBase64url(key: CryptoKey, text: string): Promise<string> {
-  return base64url(new Uint8Array(await crypto.subtle.sign("HMAC", key, encoder.encode(text))));
+/** The MAC of `text`, base64url without padding (the same bytes WebCrypto's HMAC gives). */
+// deno-lint-ignore require-await
+export async function hmacBase64url(key: RouterKey, text: string): Promise<string> {
+  return key.digestBase64url(text);
 }
 
 /** Constant-time equality of two strings (digests, tokens): the time does not depend on where they differ. */

@@ -16,7 +16,7 @@ import type { JobStore } from "../store/store.ts";
 import { ArgonGate } from "./argon-gate.ts";
 import { type Argon2Phc, type KeyRole, keyRole, verifyKey } from "./keys.ts";
 import { LeaseTokens } from "./lease-token.ts";
-import { constantTimeEqual, deriveRouterKey, hmacBase64url } from "./router-secret.ts";
+import { constantTimeEqual, deriveRouterKey, hmacBase64url, type RouterKey } from "./router-secret.ts";
 
 export interface VerifierOptions {
   hashes: Partial<Record<KeyRole, Argon2Phc>>;
@@ -56,7 +56,7 @@ export class KeyVerifier {
   readonly #rejected = new Map<string, number>();
   /** Recent failures per client: clients that fail wait behind clients that do not. */
   readonly #failures = new Map<string, { count: number; since: number }>();
-  #digestKey?: Promise<CryptoKey>;
+  #digestKey?: Promise<RouterKey>;
   #storeNames?: Promise<Record<KeyRole, string>>;
   /** Lease tokens of this deployment (same secret family as the digests). */
   readonly leases: LeaseTokens;

@@ -8,6 +8,9 @@ export const MAX_JSON_DEPTH = 64;
 /** A body still arriving after this is refused (408): a slow-loris caller cannot hold a request open forever. */
 export const BODY_DEADLINE_MS = 30_000;
 
+/** One decoder for every body: `decode` without `stream` keeps no state between calls. */
+const UTF8 = new TextDecoder("utf-8", { fatal: true });
+
 export async function readJsonBody(
   request: Request,
   maxBytes: number,
@@ -37,20 +40,27 @@ export async function readJsonBody(
         await reader.cancel().catch(() => {});
         throw tooLarge(maxBytes);
       }
-      chunks.push(value.slice()); // a copy: a read may be a view that pins a 64 KiB buffer for a few bytes
+      // A body usually arrives in one read: keep that view as it is (it is decoded at once). Once more arrive,
+      // copies: a read may be a view that pins a 64 KiB buffer for a few bytes while the rest is awaited.
+      if (chunks.length === 1) chunks[0] = chunks[0].slice();
+      chunks.push(chunks.length === 0 ? value : value.slice());
     }
   } finally {
     clearTimeout(timer);
   }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
+  let bytes: Uint8Array;
+  if (chunks.length === 1) bytes = chunks[0];
+  else {
+    bytes = new Uint8Array(size);
+    let offset = 0;
+    for (const chunk of chunks) {
+      bytes.set(chunk, offset);
+      offset += chunk.byteLength;
+    }
   }
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    text = UTF8.decode(bytes);
   } catch {
     throw new ApiError("invalid_request", "The request body is not valid UTF-8.");
   }

@@ -24,7 +24,13 @@ import { cancelEvent, jobTopic, LANE_TOPIC_PREFIX, requeueable, workerLostEvent 
 import { Wakeup } from "./wakeup.ts";
 
 interface JobEntry {
-  job: NewJob;
+  job: Omit<NewJob, "payload">;
+  /**
+   * What the worker receives, until the job finishes: a finished job is kept a few seconds for its caller's last
+   * reads, and its request (the whole prompt) would otherwise be held that long too — at hundreds of jobs a second,
+   * most of the router's heap.
+   */
+  payload?: NewJob["payload"];
   state: JobState;
   attempt: number;
   enqueuedAt: number;
@@ -68,8 +74,10 @@ export class EmbeddedStore implements JobStore {
       return Promise.reject(new StoreError("queue_full", `queue "${job.lane}" is full (${lane.length} jobs)`));
     }
     const now = this.#opts.now();
+    const { payload, ...rest } = job;
     this.#jobs.set(job.id, {
-      job,
+      job: rest,
+      payload,
       state: "queued",
       attempt: 1,
       enqueuedAt: now,
@@ -310,7 +318,7 @@ export class EmbeddedStore implements JobStore {
         entry.attemptEvents = 0;
         taken.push(
           {
-            ...entry.job.payload,
+            ...entry.payload!,
             attempt: entry.attempt,
             deadlineMs: Math.max(0, entry.job.deadlineAt - now),
           } as WorkerJob,
@@ -365,6 +373,7 @@ export class EmbeddedStore implements JobStore {
   #finish(entry: JobEntry, state: JobState, now: number, opts: { keepWorker?: boolean } = {}): void {
     entry.state = state;
     entry.finishedAt = now;
+    entry.payload = undefined;
     entry.leaseExpiresAt = 0;
     if (!opts.keepWorker) entry.workerId = undefined;
   }

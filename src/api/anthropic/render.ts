@@ -133,6 +133,11 @@ class ContentBlocks {
     }
   }
 
+  /** The index of the open block when it is a text block (the per-token fast path), else undefined. */
+  get openTextIndex(): number | undefined {
+    return this.#open?.kind === "text" ? this.#open.index : undefined;
+  }
+
   /** Closes the open block, if any. */
   close(): BlockStep[] {
     const open = this.#open;
@@ -237,6 +242,16 @@ export class AnthropicStreamEncoder implements StreamEncoder {
       }
       case "error":
         return this.fail(jobErrorToApiError(event));
+      case "text": {
+        // The per-token path: a text delta on the open text block, written as the same bytes `sse` would write
+        // for it without building the step objects.
+        const index = this.#started && event.text ? this.#blocks.openTextIndex : undefined;
+        if (index !== undefined) {
+          return `event: content_block_delta\ndata: {"type":"content_block_delta","index":${index},` +
+            `"delta":{"type":"text_delta","text":${JSON.stringify(event.text)}}}\n\n`;
+        }
+        return this.#messageStart() + this.#blocks.step(event).map(sse).join("");
+      }
       default:
         return this.#messageStart() + this.#blocks.step(event).map(sse).join("");
     }

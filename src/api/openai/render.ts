@@ -50,7 +50,20 @@ const sse = (data: unknown) => `data: ${JSON.stringify(data)}\n\n`;
 export class ChatChunkEncoder implements StreamEncoder {
   #started = false;
   #usage?: Usage;
+  /**
+   * The bytes every chunk of this response shares, serialised once: a token's chunk is then the prefix, its
+   * escaped text and the suffix — no per-token objects — and exactly what `#chunk` would have produced.
+   */
+  #prefix?: string;
   constructor(readonly meta: ResponseMeta, readonly includeUsage: boolean) {}
+
+  /** `#chunk({[field]: text})` for the per-token path, built from strings. */
+  #delta(field: "content" | "reasoning_content", text: string): string {
+    this.#prefix ??= `data: {"id":${JSON.stringify(`chatcmpl-${this.meta.id}`)},"object":"chat.completion.chunk",` +
+      `"created":${JSON.stringify(this.meta.created)},"model":${JSON.stringify(this.meta.model)},` +
+      `"choices":[{"index":0,"delta":{"`;
+    return `${this.#prefix}${field}":${JSON.stringify(text)}},"logprobs":null,"finish_reason":null}]}\n\n`;
+  }
 
   #chunk(delta: Record<string, unknown>, finish: string | null = null) {
     return sse({
@@ -73,9 +86,9 @@ export class ChatChunkEncoder implements StreamEncoder {
       case "start":
         return this.#role();
       case "text":
-        return this.#role() + (event.text ? this.#chunk({ content: event.text }) : "");
+        return this.#role() + (event.text ? this.#delta("content", event.text) : "");
       case "reasoning":
-        return this.#role() + (event.text ? this.#chunk({ reasoning_content: event.text }) : "");
+        return this.#role() + (event.text ? this.#delta("reasoning_content", event.text) : "");
       case "tool_call":
         return this.#role() + this.#chunk({
           tool_calls: [{
