@@ -9,17 +9,27 @@
  * configuration too. So a caller, a worker, or someone who can read the store cannot compute a digest or mint a lease
  * token; only a party that reads the router's configuration can (and that party holds the router anyway).
  */
-import { HmacSha256 } from "../platform/hmac-sha256.ts";
+import { hmac } from "@noble/hashes/hmac.js";
+import { sha256 } from "@noble/hashes/sha2.js";
 import { type Argon2Phc, base64url, type KeyRole } from "./keys.ts";
 
 const encoder = new TextEncoder();
 
 /**
- * An HMAC-SHA-256 key for one purpose (`label`). Synchronous once derived (src/platform/hmac-sha256.ts): these MACs
- * run several times per job (the key digest on every request, the lease token on every claim and worker post), and
- * WebCrypto's `sign` is an async op on another thread — a round trip each time for a microsecond of hashing.
+ * An HMAC-SHA-256 key for one purpose (`label`). Synchronous (@noble/hashes, audited pure JavaScript, the same on
+ * Deno and Workers): these MACs run several times per job (the key digest on every request, the lease token on every
+ * claim and worker post), and WebCrypto's `sign` is an async op on another thread — a round trip each time for a
+ * microsecond of hashing. The key's inner and outer pads are absorbed once; each MAC continues a copy of that state.
  */
-export type RouterKey = HmacSha256;
+export interface RouterKey {
+  /** The MAC of `text` (UTF-8), base64url without padding. */
+  digestBase64url(text: string): string;
+}
+
+function routerKey(secret: Uint8Array): RouterKey {
+  const keyed = hmac.create(sha256, secret);
+  return { digestBase64url: (text) => base64url(keyed.clone().update(encoder.encode(text)).digest()) };
+}
 
 /** The key for `label`, derived from the configured hashes. */
 export async function deriveRouterKey(
@@ -30,7 +40,7 @@ export async function deriveRouterKey(
     .map((role) => `${role}:${base64url(hashes[role]!.salt)}:${base64url(hashes[role]!.hash)}`)
     .join("|");
   const seed = await crypto.subtle.digest("SHA-256", encoder.encode(`auxot-router-secret-v1|${label}|${material}`));
-  return new HmacSha256(new Uint8Array(seed));
+  return routerKey(new Uint8Array(seed));
 }
 
 /** The MAC of `text`, base64url without padding (the same bytes WebCrypto's HMAC gives). */
