@@ -175,44 +175,49 @@ for (const { version, binary } of VERSIONS) {
 
       const mid = await tinyModelFleet(home, 16_384, 0.5);
       try {
-        await t.step("a session that outgrows the context: Claude Code compacts or says it is too long, never an API error", async () => {
-          // 800 words are ~3,000 tokens here: the fifth or sixth turn no longer fits 16,384.
-          const words = (n: number, tag: string) => Array.from({ length: n }, (_, i) => `${tag}${i}`).join(" ");
-          const bare = ["--bare", "--tools", ""];
-          let session: string[] = [];
-          const before = mid.router.logs.length;
-          let compacted = false;
-          let reacted = false;
-          for (const tag of ["a", "b", "c", "d", "e", "f", "g", "h"]) {
-            const run = await claude(binary, `Remember: ${words(800, tag)}`, [...bare, ...session], mid.router, home);
-            session = ["--resume", String(run.result.session_id)];
-            const text = String(run.result.result ?? "");
-            assert.doesNotMatch(text, /API Error/, run.output);
-            const statuses = run.lines.filter((l) => l.type === "system" && l.subtype === "status");
-            const compaction = statuses.find((l) => l.compact_result !== undefined)?.compact_result;
-            console.log(`${version} turn ${tag}: compaction ${compaction ?? "none"}; is_error ${run.result.is_error}`);
-            // Claude Code recognised the overflow: it compacted (or tried to), or said so in its own words. Whether a
-            // compaction succeeds is the tiny random model's doing (an empty summary fails it), not the router's.
-            if (compaction !== undefined) reacted = true;
-            if (run.result.is_error) {
-              assert.match(text, /Prompt is too long|compact/i, run.output);
-              reacted = true;
+        await t.step(
+          "a session that outgrows the context: Claude Code compacts or says it is too long, never an API error",
+          async () => {
+            // 800 words are ~3,000 tokens here: the fifth or sixth turn no longer fits 16,384.
+            const words = (n: number, tag: string) => Array.from({ length: n }, (_, i) => `${tag}${i}`).join(" ");
+            const bare = ["--bare", "--tools", ""];
+            let session: string[] = [];
+            const before = mid.router.logs.length;
+            let compacted = false;
+            let reacted = false;
+            for (const tag of ["a", "b", "c", "d", "e", "f", "g", "h"]) {
+              const run = await claude(binary, `Remember: ${words(800, tag)}`, [...bare, ...session], mid.router, home);
+              session = ["--resume", String(run.result.session_id)];
+              const text = String(run.result.result ?? "");
+              assert.doesNotMatch(text, /API Error/, run.output);
+              const statuses = run.lines.filter((l) => l.type === "system" && l.subtype === "status");
+              const compaction = statuses.find((l) => l.compact_result !== undefined)?.compact_result;
+              console.log(
+                `${version} turn ${tag}: compaction ${compaction ?? "none"}; is_error ${run.result.is_error}`,
+              );
+              // Claude Code recognised the overflow: it compacted (or tried to), or said so in its own words. Whether a
+              // compaction succeeds is the tiny random model's doing (an empty summary fails it), not the router's.
+              if (compaction !== undefined) reacted = true;
+              if (run.result.is_error) {
+                assert.match(text, /Prompt is too long|compact/i, run.output);
+                reacted = true;
+              }
+              if (compaction === "success" && run.result.is_error === false) {
+                compacted = true;
+                break;
+              }
             }
-            if (compaction === "success" && run.result.is_error === false) {
-              compacted = true;
-              break;
-            }
-          }
-          const statuses = messageRequests(mid.router, before).map((r) => r.status);
-          console.log(
-            `${version} outgrown session: requests ${JSON.stringify(statuses)}; compacted and went on: ${compacted}`,
-          );
-          assert.ok(
-            reacted,
-            "Claude Code compacted, or said the prompt is too long, after Auxot's 'prompt is too long'",
-          );
-          assert.ok(statuses.includes(400));
-        });
+            const statuses = messageRequests(mid.router, before).map((r) => r.status);
+            console.log(
+              `${version} outgrown session: requests ${JSON.stringify(statuses)}; compacted and went on: ${compacted}`,
+            );
+            assert.ok(
+              reacted,
+              "Claude Code compacted, or said the prompt is too long, after Auxot's 'prompt is too long'",
+            );
+            assert.ok(statuses.includes(400));
+          },
+        );
       } finally {
         await mid.close();
       }
