@@ -45,6 +45,16 @@ interface JobEntry {
   finishedAt: number;
 }
 
+interface WorkerEntry {
+  info: WorkerInfo;
+  lastSeenAt: number;
+  /**
+   * The conversations whose KV cache this worker holds (prompt-cache affinity): those it advertised in its last poll
+   * (`cachedConversations`), those of its jobs still leased to it, and those of the jobs it claimed since.
+   */
+  conversations: Set<string>;
+}
+
 /** Verified keys cached at most (oldest evicted first): bounded memory whatever callers send. */
 const MAX_VERIFIED_KEYS = 10_000;
 
@@ -54,7 +64,7 @@ export class EmbeddedStore implements JobStore {
   readonly #opts: StoreOptions;
   readonly #jobs = new Map<string, JobEntry>();
   readonly #lanes = new Map<string, string[]>();
-  readonly #workers = new Map<string, { info: WorkerInfo; lastSeenAt: number }>();
+  readonly #workers = new Map<string, WorkerEntry>();
   readonly #verified = new Map<string, { role: string; expiresAt: number }>();
   readonly #wakeup = new Wakeup();
   readonly #counters = new Map<string, number>();
@@ -283,7 +293,14 @@ export class EmbeddedStore implements JobStore {
   /** Heartbeat: records the worker, extends its leases, reports which of its jobs it must stop. */
   #touchWorker(req: ClaimRequest): string[] {
     const now = this.#opts.now();
-    this.#workers.set(req.worker.id, { info: req.worker, lastSeenAt: now });
+    // The conversations it holds: those it advertises, plus those of its jobs still leased to it (added below).
+    // A claim records the claimed job's conversation at once (#take): the worker advertises a conversation only once
+    // its slot is free again, on its first poll after the job ended, and by then the caller may have sent the next
+    // request, which another worker's parked poll would take. A poll made while the job still runs (a heartbeat, a
+    // claim for another slot) advertises a set without it; keeping the conversations of its leased jobs keeps the
+    // claim-time record until the worker can advertise it (or, its cache gone, no longer does).
+    const conversations = new Set(req.worker.cachedConversations ?? []);
+    this.#workers.set(req.worker.id, { info: req.worker, lastSeenAt: now, conversations });
     const cancelled: string[] = [];
     for (const id of req.activeJobs) {
       const entry = this.#jobs.get(id);
@@ -293,6 +310,7 @@ export class EmbeddedStore implements JobStore {
         continue;
       }
       entry.leaseExpiresAt = now + this.#opts.leaseMs;
+      if (entry.job.conversationKey) conversations.add(entry.job.conversationKey);
     }
     return cancelled;
   }
@@ -301,7 +319,8 @@ export class EmbeddedStore implements JobStore {
   #take(worker: WorkerInfo, lanes: string[], max: number): WorkerJob[] {
     const now = this.#opts.now();
     const taken: WorkerJob[] = [];
-    const mine = new Set(worker.cachedConversations ?? []);
+    // Claim-time holder record: a job's conversation joins the worker's set as it takes the job (see #touchWorker).
+    const mine = this.#workers.get(worker.id)?.conversations ?? new Set(worker.cachedConversations ?? []);
     for (const laneName of lanes) {
       const lane = this.#lanes.get(laneName);
       if (!lane) continue;
@@ -316,6 +335,7 @@ export class EmbeddedStore implements JobStore {
         entry.workerId = worker.id;
         entry.leaseExpiresAt = now + this.#opts.leaseMs;
         entry.attemptEvents = 0;
+        if (entry.job.conversationKey) mine.add(entry.job.conversationKey);
         taken.push(
           {
             ...entry.payload!,
@@ -339,7 +359,7 @@ export class EmbeddedStore implements JobStore {
     if (!key || entry.enqueuedAt + this.#opts.affinityWaitMs <= now) return false;
     for (const w of this.#workers.values()) {
       if (w.info.id === workerId || w.lastSeenAt + this.#opts.workerTtlMs <= now) continue;
-      if (w.info.free > 0 && w.info.cachedConversations?.includes(key)) return true;
+      if (w.info.free > 0 && w.conversations.has(key)) return true;
     }
     return false;
   }

@@ -21,7 +21,11 @@ export interface NewJob {
   deadlineAt: number;
   /** Absolute time (ms) after which a job still queued fails (no worker took it in time). */
   queueDeadlineAt: number;
-  /** Optional affinity: prefer a worker that advertises this conversation key in `cachedConversations`. */
+  /**
+   * Optional affinity: prefer a worker that holds this conversation — one that advertises it in
+   * `cachedConversations`, or claimed a job of it (recorded at claim time, kept while that job is leased to it, and
+   * replaced by what the worker advertises on its polls after that).
+   */
   conversationKey?: string;
 }
 

@@ -394,6 +394,38 @@ export function storeConformance(name: string, make: MakeStore): void {
     },
   );
 
+  test(
+    "prompt-cache affinity: a worker holds the conversation of a job it claimed, before it advertises it",
+    async ({ store, peer }, clock) => {
+      // The caller's next request often arrives before the worker that ran the previous one polls again (its first
+      // chance to advertise the conversation): the claim itself records the holder.
+      const a = worker("w-claim-a1", { slots: 2, free: 2 });
+      const b = worker("w-claim-b1", { slots: 2, free: 2 });
+      await claimOne(store, b); // b is live and idle
+      const first = newJob(clock.t, { conversationKey: "conv-c" });
+      await store.enqueue(first);
+      assert.deepEqual((await claimOne(store, a)).jobs.map((j) => j.id), [first.id]);
+      // A poll while the job runs (its other slot) advertises no conversation: the record of the leased job stays.
+      assert.deepEqual((await claimOne(peer, { ...a, free: 1 }, [first.id])).jobs, []);
+      await store.appendEvents(first.id, a.id, 0, [text("one"), done]);
+
+      const second = newJob(clock.t, { conversationKey: "conv-c" });
+      await peer.enqueue(second);
+      assert.deepEqual((await claimOne(store, b)).jobs, [], "the idle worker leaves it to the holder");
+      clock.advance(1_000); // still within the window
+      assert.deepEqual((await claimOne(peer, b)).jobs, [], "still within the affinity window");
+      const mine = await claimOne(store, { ...a, cachedConversations: ["conv-c"] });
+      assert.deepEqual(mine.jobs.map((j) => j.id), [second.id]);
+      await store.appendEvents(second.id, a.id, 0, [text("two"), done]);
+
+      // The worker's next poll still replaces what it holds: its cache gone, the conversation is free for anyone.
+      await claimOne(store, a);
+      const third = newJob(clock.t, { conversationKey: "conv-c" });
+      await store.enqueue(third);
+      assert.deepEqual((await claimOne(peer, b)).jobs.map((j) => j.id), [third.id]);
+    },
+  );
+
   test("counters add up across instances", async ({ store, peer }) => {
     await store.addCounters({ "requests{api=openai}": 2, "tokens{kind=prompt}": 10 });
     await peer.addCounters({ "requests{api=openai}": 1 });

@@ -16,13 +16,15 @@
  *   free for anyone (0 = none skipped); remaining = jobs left queued in the lanes served (0: nothing left to claim
  *   now, so the worker's next poll may wait before claiming).
  * Side effects: worker:{id} {info, seen, free} and workers[id] = now (TTL workerTtlMs); the worker's conversation
- *   set and conversation-holders entries replaced; running[id] = now + leaseMs for its live jobs; a cancelled job
- *   whose worker hears of it here is released (worker field removed); each taken job: out of its lane, affinity
- *   and queue-deadline indexes, state running, worker set, next = 0, leased; a lane left empty is dropped from
- *   `lanes` with its wake tokens; a lane that still holds jobs after this claim gets a wake token, so a parked worker
- *   whose wake-up this claim consumed is not left sleeping.
- * Affinity: jobs of conversations this worker caches go first; a job whose conversation another live worker with
- *   a free slot caches is skipped until enqueuedAt + affinityWaitMs.
+ *   set and conversation-holders entries replaced (the conversations advertised plus those of its jobs still
+ *   leased); running[id] = now + leaseMs for its live jobs; a cancelled job whose worker hears of it here is
+ *   released (worker field removed); each taken job: out of its lane, affinity and queue-deadline indexes, state
+ *   running, worker set, next = 0, leased, and its conversation (if any) added to the worker's set and recorded
+ *   as held by it (claim-time holder record); a lane left empty is dropped from `lanes` with its wake tokens; a
+ *   lane that still holds jobs after this claim gets a wake token, so a parked worker whose wake-up this claim
+ *   consumed is not left sleeping.
+ * Affinity: jobs of conversations this worker holds go first; a job whose conversation another live worker with
+ *   a free slot holds is skipped until enqueuedAt + affinityWaitMs.
  */
 import { WAKE_LANE } from "./helpers.ts";
 import { defineScript } from "./runner.ts";
@@ -87,7 +89,7 @@ local function list(count)
 end
 local active = list(ARG_activeCount)
 local lanes = list(ARG_laneCount)
-local convs = list(ARG_conversationCount)
+local advertised = list(ARG_conversationCount)
 
 -- heartbeat
 redis.call('HSET', KEY_worker, 'info', ARG_info, 'seen', now, 'free', ARG_free)
@@ -95,9 +97,37 @@ redis.call('PEXPIRE', KEY_worker, workerTtl)
 redis.call('ZADD', KEY_workers, now, ARG_workerId)
 redis.call('PEXPIRE', KEY_workers, workerTtl)
 
--- the conversations this worker caches (prompt-cache affinity)
+-- leases of the jobs it runs; cancellations it must hear of
+local cancelled = {}
+local leasedConvs = {}
+for _, id in ipairs(active) do
+  local jobKey = ARG_jobPrefix .. id
+  local j = redis.call('HMGET', jobKey, 'state', 'worker', 'conv')
+  if j[1] == 'running' and j[2] == ARG_workerId then
+    redis.call('ZADD', KEY_running, leaseUntil, id)
+    if j[3] and j[3] ~= '' then leasedConvs[#leasedConvs + 1] = j[3] end
+  else
+    cancelled[#cancelled + 1] = id
+    if j[1] == 'cancelled' and j[2] == ARG_workerId then redis.call('HDEL', jobKey, 'worker') end
+  end
+end
+
+-- The conversations this worker holds (prompt-cache affinity): those it advertises, plus those of the jobs still
+-- leased to it. A claim records the claimed job's conversation at once (see take): the worker advertises a
+-- conversation only once its slot is free again, on its first poll after the job ended, and by then the caller
+-- may have sent the next request, which another worker's parked poll would take. A poll made while the job still
+-- runs (a heartbeat, a claim for another slot) advertises a set without it; keeping the conversations of its
+-- leased jobs keeps the claim-time record until the worker can advertise it (or, its cache gone, no longer does).
+local convs = {}
 local mine = {}
-for _, conv in ipairs(convs) do mine[conv] = true end
+local function hold(conv)
+  if not mine[conv] then
+    mine[conv] = true
+    convs[#convs + 1] = conv
+  end
+end
+for _, conv in ipairs(advertised) do hold(conv) end
+for _, conv in ipairs(leasedConvs) do hold(conv) end
 for _, conv in ipairs(redis.call('SMEMBERS', KEY_workerConversations)) do
   if not mine[conv] and redis.call('HGET', KEY_conversationHolders, conv) == ARG_workerId then
     redis.call('HDEL', KEY_conversationHolders, conv)
@@ -109,19 +139,6 @@ if #convs > 0 then
   redis.call('PEXPIRE', KEY_workerConversations, workerTtl)
   for _, conv in ipairs(convs) do redis.call('HSET', KEY_conversationHolders, conv, ARG_workerId) end
   redis.call('PEXPIRE', KEY_conversationHolders, workerTtl)
-end
-
--- leases of the jobs it runs; cancellations it must hear of
-local cancelled = {}
-for _, id in ipairs(active) do
-  local jobKey = ARG_jobPrefix .. id
-  local j = redis.call('HMGET', jobKey, 'state', 'worker')
-  if j[1] == 'running' and j[2] == ARG_workerId then
-    redis.call('ZADD', KEY_running, leaseUntil, id)
-  else
-    cancelled[#cancelled + 1] = id
-    if j[1] == 'cancelled' and j[2] == ARG_workerId then redis.call('HDEL', jobKey, 'worker') end
-  end
 end
 
 -- hand out jobs
@@ -136,8 +153,17 @@ local function take(lane, id)
   redis.call('ZADD', KEY_running, leaseUntil, id)
   redis.call('ZREM', KEY_queueDeadlines, id)
   redis.call('ZREM', ARG_affinityPrefix .. lane, id)
-  local j = redis.call('HMGET', jobKey, 'payload', 'attempt', 'deadlineAt')
+  local j = redis.call('HMGET', jobKey, 'payload', 'attempt', 'deadlineAt', 'conv')
   taken[#taken + 1] = {id, j[1], tonumber(j[2]), tonumber(j[3])}
+  -- claim-time holder record: the worker now holds the job's conversation, as if it had advertised it
+  local conv = j[4]
+  if conv and conv ~= '' then
+    hold(conv)
+    redis.call('SADD', KEY_workerConversations, conv)
+    redis.call('PEXPIRE', KEY_workerConversations, workerTtl)
+    redis.call('HSET', KEY_conversationHolders, conv, ARG_workerId)
+    redis.call('PEXPIRE', KEY_conversationHolders, workerTtl)
+  end
 end
 
 -- true while another live worker with a free slot caches the job's conversation and the window is open
