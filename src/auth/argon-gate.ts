@@ -29,6 +29,8 @@ interface Ticket {
   seq: number;
   client: string;
   role: KeyRole;
+  /** The key's digest: requests presenting one key share its verification. */
+  key: string;
   /** Asked afresh each time: a client that fails while waiting drops behind at once. */
   lowPriority: () => boolean;
   wake?: () => void;
@@ -70,7 +72,7 @@ export class ArgonGate {
   > {
     const first = check();
     if (first) return { turn: false, done: first.done };
-    const ticket: Ticket = { seq: this.#seq++, client, role, lowPriority };
+    const ticket: Ticket = { seq: this.#seq++, client, role, key, lowPriority };
     this.#admit(ticket);
     const deadline = this.#opts.now() + this.#opts.maxWaitMs;
     try {
@@ -116,14 +118,22 @@ export class ArgonGate {
   }
 
   #admit(ticket: Ticket): void {
-    const sameClient = this.#waiting.filter((t) => t.client === ticket.client).length;
+    // A burst of requests presenting one key (a caller's or a worker fleet's first requests) is one key to verify:
+    // they wait for the same verification, and count once against the limits, which bound the keys waiting — so a
+    // key that verifies is never refused for arriving many times at once.
+    if (this.#busy.has(ticket.key) || this.#waiting.some((t) => t.key === ticket.key)) {
+      this.#waiting.push(ticket);
+      return;
+    }
+    const keysOf = (tickets: Ticket[]) => new Set(tickets.map((t) => t.key)).size;
+    const sameClient = keysOf(this.#waiting.filter((t) => t.client === ticket.client));
     if (sameClient >= this.#opts.maxWaitingPerClient) {
       this.refused++;
       throw new ApiError("rate_limit", "Too many keys from this address are waiting for verification; retry later.", {
         retryAfterSeconds: 2,
       });
     }
-    if (this.#waiting.length >= this.#opts.maxWaiting) {
+    if (keysOf(this.#waiting) >= this.#opts.maxWaiting) {
       // A full queue gives way to a client that has not failed: the newest waiter of a failing client leaves.
       const victim = ticket.lowPriority() ? undefined : this.#ordered().reverse().find((t) => t.lowPriority());
       if (!victim) {

@@ -138,3 +138,11 @@ Deno.test("the client address comes from a header only when its proxy is trusted
   parseTrustedProxy("anyone please", problems);
   assert.match(problems[0], /AUXOT_TRUSTED_PROXY/);
 });
+
+Deno.test("a burst of one valid, never-verified key from one address is one key to verify: none refused", async () => {
+  const { verifier } = setup();
+  // More concurrent first requests than the per-address waiting limit: a caller's or a worker fleet's cold start.
+  const roles = await Promise.all(Array.from({ length: 200 }, () => verifier.authenticate(api, ["api"], "10.1.1.1")));
+  assert.ok(roles.every((role) => role === "api"));
+  assert.equal(verifier.stats.argon2Verifications, 1, "one Argon2id run for the whole burst");
+});
