@@ -18,7 +18,7 @@ import { spawnGpuWorker } from "../helpers/gpu-worker.ts";
 import { eventually, type RouterTarget, startDenoRouter, startWorker } from "../helpers/router.ts";
 import { ScriptedEngine } from "../helpers/scripted-engine.ts";
 import { fixtureServer } from "../tools/helpers.ts";
-import { CURRENT_CLAUDE } from "../helpers/claude-cli.ts";
+import { CURRENT_CLAUDE, runClaude } from "../helpers/claude-cli.ts";
 
 const CLAUDE = CURRENT_CLAUDE.binary;
 const TURNS = 5;
@@ -58,30 +58,14 @@ class AgentModel extends ScriptedEngine {
 }
 
 async function claude(prompt: string, args: string[], baseUrl: string, apiKey: string, home: string) {
-  const out = await new Deno.Command(CLAUDE, {
-    args: ["-p", prompt, "--output-format", "json", "--model", "sonnet", "--allowedTools", "Bash", ...args],
-    env: {
-      HOME: home,
-      TMPDIR: home,
-      CLAUDE_CODE_TMPDIR: home,
-      PATH: Deno.env.get("PATH") ?? "",
-      ANTHROPIC_BASE_URL: baseUrl,
-      ANTHROPIC_API_KEY: apiKey,
-      DISABLE_TELEMETRY: "1",
-      DISABLE_AUTOUPDATER: "1",
-      DISABLE_ERROR_REPORTING: "1",
-      CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
-      CLAUDE_CODE_MAX_RETRIES: "0",
-    },
-    clearEnv: true,
-    cwd: home,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stdout = new TextDecoder().decode(out.stdout);
-  const result = JSON.parse(stdout.trim().split("\n").at(-1) ?? "{}");
-  assert.equal(result.is_error, false, `${stdout.slice(-2000)}\n${new TextDecoder().decode(out.stderr)}`);
+  const out = await runClaude(
+    CLAUDE,
+    ["-p", prompt, "--output-format", "json", "--model", "sonnet", "--allowedTools", "Bash", ...args],
+    home,
+    { ANTHROPIC_BASE_URL: baseUrl, ANTHROPIC_API_KEY: apiKey },
+  );
+  const result = JSON.parse(out.stdout.trim().split("\n").at(-1) ?? "{}");
+  assert.equal(result.is_error, false, `${out.stdout.slice(-2000)}\n${out.stderr}`);
   return result as { session_id: string };
 }
 

@@ -22,7 +22,7 @@ import { eventually, type RouterTarget, startDenoRouter, startWorker } from "../
 import { ScriptedEngine } from "../helpers/scripted-engine.ts";
 import { startToolsWorker, waitForTools } from "../tools/helpers.ts";
 import { SEARCH_KEY, searchFake } from "./search-fake.ts";
-import { CURRENT_CLAUDE, PINNED_CLAUDE } from "../helpers/claude-cli.ts";
+import { CURRENT_CLAUDE, PINNED_CLAUDE, runClaude } from "../helpers/claude-cli.ts";
 
 const VERSIONS = [PINNED_CLAUDE, CURRENT_CLAUDE];
 
@@ -40,31 +40,15 @@ async function claude(
   router: RouterTarget,
   home: string,
 ): Promise<CliRun> {
-  const out = await new Deno.Command(binary, {
-    // The prompt right after -p: list flags such as --allowedTools take every word after them.
-    args: ["-p", prompt, "--output-format", "stream-json", "--verbose", "--model", "sonnet", ...args],
-    env: {
-      HOME: home,
-      TMPDIR: home,
-      CLAUDE_CODE_TMPDIR: home,
-      PATH: Deno.env.get("PATH") ?? "",
-      ANTHROPIC_BASE_URL: router.url,
-      ANTHROPIC_API_KEY: router.keys.api,
-      DISABLE_TELEMETRY: "1",
-      DISABLE_AUTOUPDATER: "1",
-      DISABLE_ERROR_REPORTING: "1",
-      CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
-      CLAUDE_CODE_MAX_RETRIES: "0",
-    },
-    clearEnv: true,
-    cwd: home,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stdout = new TextDecoder().decode(out.stdout);
-  const output = `exit ${out.code}\n${stdout.slice(-3000)}\n${new TextDecoder().decode(out.stderr).slice(-2000)}`;
-  const lines = stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+  // The prompt right after -p: list flags such as --allowedTools take every word after them.
+  const out = await runClaude(
+    binary,
+    ["-p", prompt, "--output-format", "stream-json", "--verbose", "--model", "sonnet", ...args],
+    home,
+    { ANTHROPIC_BASE_URL: router.url, ANTHROPIC_API_KEY: router.keys.api },
+  );
+  const output = `exit ${out.code}\n${out.stdout.slice(-3000)}\n${out.stderr.slice(-2000)}`;
+  const lines = out.lines;
   const result = lines.find((l) => l.type === "result");
   assert.ok(result, `no result line; ${output}`);
   return { code: out.code, lines, result, output };

@@ -10,34 +10,11 @@ import { join } from "node:path";
 import { writeTinyGguf } from "../fixtures/tiny-gguf.ts";
 import { eventually, startDenoRouter } from "../helpers/router.ts";
 import { spawnGpuWorker } from "../helpers/gpu-worker.ts";
-import { PINNED_CLAUDE } from "../helpers/claude-cli.ts";
+import { PINNED_CLAUDE, runClaude } from "../helpers/claude-cli.ts";
 
 const CLAUDE = PINNED_CLAUDE.binary;
 
-async function claude(args: string[], env: Record<string, string>, home: string) {
-  const out = await new Deno.Command(CLAUDE, {
-    args,
-    env: {
-      HOME: home,
-      TMPDIR: home,
-      CLAUDE_CODE_TMPDIR: home,
-      DISABLE_TELEMETRY: "1",
-      DISABLE_AUTOUPDATER: "1",
-      DISABLE_ERROR_REPORTING: "1",
-      CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
-      CLAUDE_CODE_MAX_RETRIES: "0",
-      ...env,
-    },
-    clearEnv: true,
-    cwd: home,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const stdout = new TextDecoder().decode(out.stdout);
-  const lines = stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
-  return { code: out.code, lines, stderr: new TextDecoder().decode(out.stderr), stdout };
-}
+const claude = (args: string[], env: Record<string, string>, home: string) => runClaude(CLAUDE, args, home, env);
 
 Deno.test({
   name: "Claude Code -p runs against the router and a tiny-model worker",

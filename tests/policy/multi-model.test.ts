@@ -13,7 +13,7 @@ import { eventually, type RouterTarget, startDenoRouter, TEST_ENV, testKeys } fr
 import { spawnGpuWorker } from "../helpers/gpu-worker.ts";
 import { type ModelFiles, MULTI_MODEL_ENV, removeModels, startFleet, writeModels } from "./multi-model-fleet.ts";
 import { embeddingChecks, routingChecks } from "./multi-model-suite.ts";
-import { PINNED_CLAUDE } from "../helpers/claude-cli.ts";
+import { PINNED_CLAUDE, runClaude } from "../helpers/claude-cli.ts";
 
 let models: Promise<ModelFiles> | undefined;
 const files = () => models ??= writeModels();
@@ -146,30 +146,12 @@ Deno.test({ name: "several models: teardown", ...options }, async () => {
 async function claudeCode(router: RouterTarget, args: string[]) {
   const home = await Deno.makeTempDir({ prefix: "auxot-claude-multi-" });
   try {
-    const out = await new Deno.Command(PINNED_CLAUDE.binary, {
-      args: ["-p", "Say hello.", "--output-format", "stream-json", "--verbose", "--no-session-persistence", ...args],
-      env: {
-        HOME: home,
-        TMPDIR: home,
-        CLAUDE_CODE_TMPDIR: home,
-        DISABLE_TELEMETRY: "1",
-        DISABLE_AUTOUPDATER: "1",
-        DISABLE_ERROR_REPORTING: "1",
-        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
-        CLAUDE_CODE_MAX_RETRIES: "0",
-        ANTHROPIC_BASE_URL: router.url,
-        ANTHROPIC_API_KEY: router.keys.api,
-        PATH: Deno.env.get("PATH") ?? "",
-      },
-      clearEnv: true,
-      cwd: home,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    const stdout = new TextDecoder().decode(out.stdout);
-    const lines = stdout.split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
-    return { code: out.code, lines, stdout, stderr: new TextDecoder().decode(out.stderr) };
+    return await runClaude(
+      PINNED_CLAUDE.binary,
+      ["-p", "Say hello.", "--output-format", "stream-json", "--verbose", "--no-session-persistence", ...args],
+      home,
+      { ANTHROPIC_BASE_URL: router.url, ANTHROPIC_API_KEY: router.keys.api },
+    );
   } finally {
     await Deno.remove(home, { recursive: true }).catch(() => {});
   }
