@@ -33,7 +33,8 @@ export interface ChatDispatch {
 }
 
 /** The plain source: one job answers (continued on another worker if its worker is lost). */
-export const singleJob: SourceFactory = (ctx, d, id, now) => startJob(ctx, d.request, d.mode ?? "generate", id, now);
+export const singleJob: SourceFactory = (ctx, d, id, now) =>
+  startJob(ctx, d.request, d.mode ?? "generate", id, now, d.stream);
 
 export async function dispatchChat(ctx: RouterContext, d: ChatDispatch): Promise<Response> {
   const now = ctx.now();

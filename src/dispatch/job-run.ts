@@ -71,6 +71,7 @@ export function chatTarget(
   mode: "generate" | "count_tokens",
   lane: string,
   model?: string,
+  streamed = true,
 ): JobTarget {
   return {
     lane,
@@ -80,6 +81,7 @@ export function chatTarget(
       request,
       mode,
       ...(model ? { model } : {}),
+      ...(streamed ? {} : { stream: false }),
       ...(continuation ? { continuation } : {}),
     }),
     conversationKey: request.conversationKey,
@@ -94,10 +96,11 @@ export async function startJob(
   mode: "generate" | "count_tokens",
   id: string,
   now: number,
+  streamed = true,
 ): Promise<JobRun> {
   // The request names a model of the policy (or an alias): its lane, and a 503 at once when no worker serves it.
   const route = await routeChatJob(ctx, request);
-  const run = new JobRun(ctx, id, chatTarget(route.request, mode, route.lane, route.model.name), mode, now);
+  const run = new JobRun(ctx, id, chatTarget(route.request, mode, route.lane, route.model.name, streamed), mode, now);
   await run.enqueue(id, undefined, now);
   return withModelNamed(run, route.model.name);
 }

@@ -172,6 +172,11 @@ export const ChatJob = z.object({
   model: z.string().optional(),
   /** Present when this job resumes an answer whose worker was lost (see Continuation). */
   continuation: Continuation.optional(),
+  /**
+   * false: the caller waits for the whole answer, so the first output need not be posted on its own (it rides in
+   * the next batch); a short answer then costs one post. Absent: the caller streams.
+   */
+  stream: z.boolean().optional(),
   /** Attempt number, starting at 1; higher when a job was re-queued after a lost lease. */
   attempt: z.number().int().positive(),
   /** Milliseconds left before the router gives up on this job (AUXOT_JOB_TIMEOUT). */

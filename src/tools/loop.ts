@@ -56,14 +56,16 @@ export async function chooseAnswerSource(
   // Declared server tools never reach a worker as such: they are offered as tools like any other.
   const { serverTools: declared = [], ...base } = d.request;
   if (offered.length === 0) {
-    return declared.length === 0 ? singleJob : (ctx, d, id, now) => startJob(ctx, base, d.mode ?? "generate", id, now);
+    return declared.length === 0
+      ? singleJob
+      : (ctx, d, id, now) => startJob(ctx, base, d.mode ?? "generate", id, now, d.stream);
   }
   const maxRounds = options.maxRounds ?? MAX_TOOL_ROUNDS;
   return async (ctx, d, id, now) => {
     const mode = d.mode ?? "generate";
     const request: ChatRequest = { ...base, tools: [...base.tools, ...offered] };
     // count_tokens counts the prompt the model would really see, server tools included.
-    const first = await startJob(ctx, request, mode, id, now);
+    const first = await startJob(ctx, request, mode, id, now, d.stream);
     if (mode === "count_tokens") return first;
     return new ToolLoopSource(ctx, id, request, base.tools, offered, declared, first, maxRounds);
   };

@@ -198,7 +198,9 @@ export class WorkerLoop {
 
   #start(job: WorkerJob): void {
     const controller = new AbortController();
-    const sink = new BatchingSink(this, job.id, job.leaseToken ?? "", controller);
+    // A caller that waits for the whole answer gains nothing from a first token posted on its own.
+    const firstOutputAtOnce = !(job.kind === "chat" && job.stream === false);
+    const sink = new BatchingSink(this, job.id, job.leaseToken ?? "", controller, firstOutputAtOnce);
     const log = this.opts.log.child({ job: job.id });
     log.debug("job started", { kind: job.kind, attempt: job.attempt });
     const done = (async () => {
@@ -321,8 +323,8 @@ const PROGRESS_MS = 1_000;
 const PROGRESS_TICK_MS = 250;
 
 /**
- * Collects a job's events and posts them in batches: the first output and a terminal event go out at once; any
- * other event starts a `flushMs` timer. When nothing was posted for most of a second — prompt evaluation, a slow
+ * Collects a job's events and posts them in batches: the first output (for a streaming caller) and a terminal event
+ * go out at once; any other event starts a `flushMs` timer. When nothing was posted for most of a second — prompt evaluation, a slow
  * token — the engine's latest `progress` (or a bare one) goes out, so the router can tell a slow worker from a
  * lost one. Posts are sequential, so order and `seq` hold; a retried post is idempotent.
  */
@@ -345,6 +347,7 @@ class BatchingSink implements EventSink {
     readonly jobId: string,
     readonly leaseToken: string,
     readonly controller: AbortController,
+    readonly firstOutputAtOnce = true,
   ) {
     this.#heartbeat = setInterval(() => this.#beat(), PROGRESS_TICK_MS);
     // The first post says this worker reports progress: from then on the router reads its silence as its loss.
@@ -369,7 +372,7 @@ class BatchingSink implements EventSink {
     if (isTerminal(event)) {
       this.terminated = true;
       this.#flush();
-    } else if (firstOutput) {
+    } else if (firstOutput && this.firstOutputAtOnce) {
       // The first token goes out at once (time to first token); later ones ride in batches.
       this.#flush();
     } else {
