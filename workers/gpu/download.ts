@@ -9,17 +9,40 @@
  * to another origin (the hub's CDN) are followed without it, as huggingface_hub does, and it is never logged.
  */
 import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { mkdir, open, readFile, rename, rm, stat, statfs, writeFile } from "node:fs/promises";
-import { homedir } from "node:os";
-import { dirname, join, resolve, sep } from "node:path";
-import process from "node:process";
+import { mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { dirname } from "node:path";
 import { shardFileNames } from "../../src/registry/model-files.ts";
 import { type DownloadProgress, formatBytes } from "./download-progress.ts";
+import {
+  freeDiskBytes,
+  hashFileRange,
+  markerPath,
+  readMarker,
+  sha256OfFile,
+  writeAll,
+  writeMarker,
+} from "./download-files.ts";
+import {
+  DownloadError,
+  errorMessage,
+  httpError,
+  hubFileUrl,
+  hubSettingsFromEnv,
+  localModelPath,
+  normalizeEtag,
+  RetryableError,
+  sleepFor,
+} from "./download-hub.ts";
 
 export { createProgressReporter, type DownloadProgress, formatProgressLine } from "./download-progress.ts";
-
-export const DEFAULT_HF_ENDPOINT = "https://huggingface.co";
+export {
+  DEFAULT_HF_ENDPOINT,
+  DownloadError,
+  type DownloadErrorCode,
+  hubFileUrl,
+  hubSettingsFromEnv,
+  localModelPath,
+} from "./download-hub.ts";
 
 /** onProgress is called at most this often per file (plus once when the file is done). */
 const PROGRESS_EVERY_MS = 250;
@@ -62,51 +85,6 @@ export interface DownloadedModel {
   downloadedBytes: number;
 }
 
-export type DownloadErrorCode = "not_found" | "unauthorized" | "corrupt" | "disk_full" | "http" | "network" | "invalid";
-
-export class DownloadError extends Error {
-  constructor(
-    readonly code: DownloadErrorCode,
-    message: string,
-    readonly repo: string,
-    readonly file: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.name = "DownloadError";
-  }
-}
-
-/** Hub settings from the environment: HF_ENDPOINT, HF_TOKEN, AUXOT_MODELS_DIR. */
-export function hubSettingsFromEnv(env: Record<string, string | undefined> = process.env): {
-  endpoint: string;
-  token: string | undefined;
-  modelsDir: string;
-} {
-  return {
-    endpoint: env.HF_ENDPOINT || DEFAULT_HF_ENDPOINT,
-    token: env.HF_TOKEN || undefined,
-    modelsDir: env.AUXOT_MODELS_DIR || join(homedir(), ".auxot", "models"),
-  };
-}
-
-/** `{endpoint}/{repo}/resolve/{revision}/{file}`: the hub URL of a file (readGgufHeader can read it in ranges). */
-export function hubFileUrl(endpoint: string, repo: string, file: string, revision = "main"): string {
-  const path = file.split("/").map(encodeURIComponent).join("/");
-  return `${endpoint.replace(/\/+$/, "")}/${repo}/resolve/${encodeURIComponent(revision)}/${path}`;
-}
-
-/** Where a repository file lives in the cache: `{modelsDir}/{owner}/{repo}/{path}`. */
-export function localModelPath(modelsDir: string, repo: string, file: string): string {
-  const root = resolve(modelsDir);
-  const path = resolve(root, ...repo.split("/"), ...file.split("/"));
-  const segments = [...repo.split("/"), ...file.split("/")];
-  if (segments.some((s) => s === "" || s === "." || s === "..") || !path.startsWith(root + sep)) {
-    throw new DownloadError("invalid", `Refusing unsafe repository path "${repo}/${file}"`, repo, file);
-  }
-  return path;
-}
-
 /** What the hub says about a file before we fetch it. */
 interface RemoteFile {
   file: string;
@@ -120,11 +98,6 @@ interface RemoteFile {
   cached: boolean;
   /** Bytes of a partial download to resume from. */
   partBytes: number;
-}
-
-interface VerifiedMarker {
-  size: number;
-  sha256?: string;
 }
 
 /** Downloads (or finds in the cache) every file of a model; returns the local path of the first. */
@@ -444,111 +417,4 @@ class DownloadContext {
       }
     }
   }
-}
-
-/** An error worth another attempt (connection lost, 5xx, 429, a short read). */
-class RetryableError extends Error {
-  constructor(message: string, cause?: unknown) {
-    super(message, { cause });
-    this.name = "RetryableError";
-  }
-}
-
-function httpError(response: Response, repo: string, file: string): Error {
-  const code = response.headers.get("x-error-code");
-  const status = response.status;
-  if (status === 429 || status >= 500) {
-    return new RetryableError(`HTTP ${status} from ${new URL(response.url || "http://x").host}`);
-  }
-  if (status === 404 && code === "RepoNotFound") {
-    return new DownloadError("not_found", `Hugging Face repository "${repo}" not found (HTTP 404)`, repo, file);
-  }
-  if (status === 404) {
-    return new DownloadError(
-      "not_found",
-      `File "${file}" not found in Hugging Face repository "${repo}" (HTTP 404)`,
-      repo,
-      file,
-    );
-  }
-  if (status === 401 || status === 403) {
-    const gated = code === "GatedRepo" ? "is gated: accept its terms on huggingface.co and " : "needs access: ";
-    return new DownloadError(
-      "unauthorized",
-      `Hugging Face repository "${repo}" ${gated}set HF_TOKEN to a token that can read it (HTTP ${status} for ${file})`,
-      repo,
-      file,
-    );
-  }
-  return new DownloadError("http", `HTTP ${status} downloading ${repo}/${file}`, repo, file);
-}
-
-function normalizeEtag(etag: string | null): string | undefined {
-  return etag?.replace(/^W\//, "").replace(/^"|"$/g, "").toLowerCase() || undefined;
-}
-
-async function writeAll(handle: Awaited<ReturnType<typeof open>>, data: Uint8Array, position: number): Promise<void> {
-  let written = 0;
-  while (written < data.length) {
-    const { bytesWritten } = await handle.write(data, written, data.length - written, position + written);
-    written += bytesWritten;
-  }
-}
-
-async function hashFileRange(
-  handle: Awaited<ReturnType<typeof open>>,
-  length: number,
-  hash: ReturnType<typeof createHash>,
-): Promise<void> {
-  const buffer = new Uint8Array(4 * 1024 * 1024);
-  for (let at = 0; at < length;) {
-    const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, length - at), at);
-    if (bytesRead === 0) break;
-    hash.update(buffer.subarray(0, bytesRead));
-    at += bytesRead;
-  }
-}
-
-async function sha256OfFile(path: string): Promise<string> {
-  const hash = createHash("sha256");
-  for await (const chunk of createReadStream(path, { highWaterMark: 4 * 1024 * 1024 })) hash.update(chunk);
-  return hash.digest("hex");
-}
-
-function markerPath(localPath: string): string {
-  return `${localPath}.verified.json`;
-}
-
-async function readMarker(localPath: string): Promise<VerifiedMarker | undefined> {
-  try {
-    const parsed: unknown = JSON.parse(await readFile(markerPath(localPath), "utf8"));
-    if (typeof parsed !== "object" || parsed === null) return undefined;
-    const { size, sha256 } = parsed as Record<string, unknown>;
-    return typeof size === "number" ? { size, sha256: typeof sha256 === "string" ? sha256 : undefined } : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-async function writeMarker(localPath: string, marker: VerifiedMarker): Promise<void> {
-  await writeFile(markerPath(localPath), JSON.stringify(marker) + "\n");
-}
-
-async function freeDiskBytes(dir: string): Promise<number> {
-  const fs = await statfs(dir);
-  return Number(fs.bavail) * Number(fs.bsize);
-}
-
-function sleepFor(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolveSleep, reject) => {
-    const timer = setTimeout(resolveSleep, ms);
-    signal?.addEventListener("abort", () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    }, { once: true });
-  });
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
