@@ -1,6 +1,6 @@
 /**
- * The GPU worker's engine on node-llama-cpp (the only module that imports it): one model, one context whose
- * sequences are the slots (`policy.maxParallel`, each `policy.ctxSize` tokens), and chat jobs run on those slots
+ * The GPU worker's engine on node-llama-cpp: one model, one context whose sequences are the slots
+ * (`policy.maxParallel`, each `policy.ctxSize` tokens: llama-slots.ts), and chat jobs run on those slots
  * with the low-level `sequence.evaluate` loop, so that this file decides prompt-cache reuse, stop sequences,
  * grammars and streaming itself.
  *
@@ -13,12 +13,9 @@
  * two; its slot is freed and keeps its tokens for reuse.
  */
 import {
-  type GbnfJsonObjectSchema,
   getLlama,
-  GgufFileType,
   type Llama,
   type LlamaContext,
-  type LlamaContextSequence,
   type LlamaGrammar,
   LlamaGrammarEvaluationState,
   LlamaLogLevel,
@@ -35,6 +32,9 @@ import { forcedFreeformGrammar } from "./freeform-grammar.ts";
 import { ModelOutputParser, type OutputEvent, StopSequenceMatcher } from "./tool-call-parser.ts";
 import { resumedTokens, unseen } from "./continuation.ts";
 import { evaluateAhead } from "./prefill.ts";
+import { createSlots, fileQuantization, type Slot, takeSlot } from "./llama-slots.ts";
+import { GrammarCache, triggersOf } from "./llama-grammars.ts";
+import { StreamingDetokenizer } from "./detokenizer.ts";
 
 export interface LlamaEngineOptions {
   modelPath: string;
@@ -69,17 +69,6 @@ export function defaultLlamaThreads(cpuCount: number): number | undefined {
 
 /** OpenAI-compatible servers sample at 0.8–1.0 when no temperature is given; llama.cpp's server uses 0.8. */
 const DEFAULT_TEMPERATURE = 0.8;
-/** Smallest per-slot context tried when memory runs short. */
-const MIN_CTX = 512;
-
-interface Slot {
-  sequence: LlamaContextSequence;
-  busy: boolean;
-  /** Conversation whose tokens this slot holds (for prompt-cache affinity). */
-  conversationKey?: string;
-  lastUsed: number;
-}
-
 interface Loaded {
   context: LlamaContext;
   slots: Slot[];
@@ -97,7 +86,7 @@ export class LlamaEngine implements Engine {
   private loaded?: Loaded;
   private hardware?: WorkerInfo["hardware"];
   private readonly running = new Set<Promise<void>>();
-  private readonly grammars = new Map<string, Promise<LlamaGrammar>>();
+  private readonly grammars = new GrammarCache();
   private policyQueue: Promise<unknown> = Promise.resolve();
   private useCounter = 0;
   private tokensPerSecond?: number;
@@ -130,36 +119,10 @@ export class LlamaEngine implements Engine {
     this.loaded = undefined;
     await Promise.allSettled([...this.running]);
     if (current) await current.context.dispose();
-    const notes: string[] = [];
-    let ctxSize = policy.ctxSize;
-    if (model.trainContextSize > 0 && ctxSize > model.trainContextSize) {
-      ctxSize = model.trainContextSize;
-      notes.push(`ctx lowered to ${ctxSize}: the model was trained on ${ctxSize} tokens`);
-    }
-    let parallel = policy.maxParallel;
-    let context: LlamaContext | undefined;
-    while (!context) {
-      try {
-        context = await model.createContext({
-          contextSize: ctxSize * parallel,
-          sequences: parallel,
-          threads: this.options.threads ?? defaultLlamaThreads(navigator.hardwareConcurrency),
-        });
-      } catch (error) {
-        // Out of (V)RAM: fewer slots first, then shorter ones.
-        const reason = error instanceof Error ? error.message : String(error);
-        if (parallel > 1) parallel = Math.max(1, Math.floor(parallel / 2));
-        else if (ctxSize > MIN_CTX) ctxSize = Math.max(MIN_CTX, Math.floor(ctxSize / 2));
-        else throw error;
-        this.options.log?.(`context did not fit (${reason}); trying parallel ${parallel}, ctx ${ctxSize}`);
-      }
-    }
-    if (parallel < policy.maxParallel) notes.push(`parallel lowered to ${parallel}: not enough memory`);
-    if (ctxSize < policy.ctxSize && notes.length === 0) notes.push(`ctx lowered to ${ctxSize}: not enough memory`);
-    const slots = Array.from(
-      { length: parallel },
-      () => ({ sequence: context.getSequence(), busy: false, lastUsed: 0 }),
-    );
+    const { context, slots, ctxSize, parallel, notes } = await createSlots(model, policy, {
+      threads: this.options.threads ?? defaultLlamaThreads(navigator.hardwareConcurrency),
+      log: this.options.log,
+    });
     const info: LoadedModel = {
       policyVersion: policy.version,
       model: policy.model.name,
@@ -252,9 +215,14 @@ export class LlamaEngine implements Engine {
       return;
     }
     const grammar = constraint
-      ? await this.grammarFor(constraint, forcedFreeformGrammar(request, this.options.log))
+      ? await this.grammars.get(
+        this.llama!,
+        constraint,
+        forcedFreeformGrammar(request, this.options.log),
+        this.options.log,
+      )
       : undefined;
-    const slot = this.takeSlot(loaded, tokens, request.conversationKey);
+    const slot = takeSlot(loaded.slots, tokens, request.conversationKey, ++this.useCounter);
     try {
       const sequence = slot.sequence;
       const reusable = Math.min(sequence.compareContextTokens(tokens).firstDifferentIndex, tokens.length - 1);
@@ -413,52 +381,6 @@ export class LlamaEngine implements Engine {
     return tokens;
   }
 
-  /** The free slot holding the longest prefix of `tokens`; ties go to the same conversation, then the least used. */
-  private takeSlot(loaded: Loaded, tokens: Token[], conversationKey: string | undefined): Slot {
-    const rank = (slot: Slot) => [
-      slot.sequence.compareContextTokens(tokens).firstDifferentIndex,
-      conversationKey !== undefined && slot.conversationKey === conversationKey ? 1 : 0,
-      -slot.lastUsed,
-    ];
-    let best: { slot: Slot; rank: number[] } | undefined;
-    for (const slot of loaded.slots) {
-      if (slot.busy) continue;
-      const candidate = { slot, rank: rank(slot) };
-      const index = best ? candidate.rank.findIndex((value, i) => value !== best?.rank[i]) : -1;
-      if (!best || (index >= 0 && candidate.rank[index] > best.rank[index])) best = candidate;
-    }
-    if (!best) throw new Error("no free slot: the loop sent more jobs than slots");
-    best.slot.busy = true;
-    best.slot.lastUsed = ++this.useCounter;
-    return best.slot;
-  }
-
-  private grammarFor(constraint: OutputConstraint, gbnf?: string): Promise<LlamaGrammar> {
-    const llama = this.llama;
-    if (!llama) throw new Error("no model loaded");
-    const key = gbnf ?? (constraint.kind === "json" ? "json" : JSON.stringify(constraint.schema));
-    let grammar = this.grammars.get(key);
-    if (!grammar) {
-      const schemaGrammar = () =>
-        constraint.kind === "json"
-          ? llama.getGrammarFor("json")
-          // Schemas arrive as plain JSON; its schema types only describe literal schemas, so the type is asserted (any schema kind works).
-          : llama.createGrammarForJsonSchema(constraint.schema as unknown as GbnfJsonObjectSchema).catch((error) => {
-            this.options.log?.(`schema not supported by the grammar compiler (${error}); constraining to any JSON`);
-            return llama.getGrammarFor("json");
-          });
-      grammar = gbnf
-        ? llama.createGrammar({ grammar: gbnf }).catch((error) => {
-          this.options.log?.(`custom tool grammar rejected by llama.cpp (${error}); input checked after`);
-          return schemaGrammar();
-        })
-        : schemaGrammar();
-      if (this.grammars.size >= 64) this.grammars.delete(this.grammars.keys().next().value ?? "");
-      this.grammars.set(key, grammar);
-    }
-    return grammar;
-  }
-
   private recordSpeed(tokens: number, since: number): void {
     const seconds = (performance.now() - since) / 1000;
     if (tokens < 8 || seconds <= 0) return;
@@ -492,47 +414,6 @@ export class LlamaEngine implements Engine {
 
 function emitCancelled(sink: EventSink): void {
   sink.emit({ type: "error", code: "cancelled", message: "the job was cancelled", retryable: false });
-}
-
-/** Text of a grammar's stop triggers (node-llama-cpp's JSON grammars end with "\n\n\n\n" once the value is done). */
-function triggersOf(grammar: LlamaGrammar): string[] {
-  return grammar.stopGenerationTriggers.flatMap((trigger) => {
-    if (typeof trigger === "string") return [trigger];
-    if (Array.isArray(trigger)) return trigger.every((part) => typeof part === "string") ? [trigger.join("")] : [];
-    return [trigger.toString()];
-  }).filter((trigger) => trigger.length > 0);
-}
-
-/** "Q4_K_M" from the GGUF's general.file_type. */
-function fileQuantization(model: LlamaModel): string | undefined {
-  const fileType = model.fileInfo.metadata.general?.file_type;
-  if (fileType === undefined) return undefined;
-  return GgufFileType[fileType]?.replace(/^(MOSTLY|ALL)_/, "");
-}
-
-/** Turns tokens into text as they come, holding back a token that ends inside a multi-byte UTF-8 character. */
-class StreamingDetokenizer {
-  private readonly history: Token[] = [];
-  private pending: Token[] = [];
-
-  constructor(private readonly model: LlamaModel) {}
-
-  push(token: Token): string {
-    this.pending.push(token);
-    const text = this.model.detokenize(this.pending, false, this.history.slice(-4));
-    if (text.endsWith("\uFFFD") && this.pending.length < 4) return "";
-    this.history.push(...this.pending);
-    this.pending = [];
-    return text;
-  }
-
-  flush(): string {
-    if (this.pending.length === 0) return "";
-    const text = this.model.detokenize(this.pending, false, this.history.slice(-4));
-    this.history.push(...this.pending);
-    this.pending = [];
-    return text;
-  }
 }
 
 /** Used only for a GGUF without a chat template. */
