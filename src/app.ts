@@ -198,6 +198,7 @@ export function createApp(deps: AppDeps): App {
       const flavour: ApiFlavour = request.flavour ?? callerFlavour(request);
       const headers = flavour.responseHeaders(crypto.randomUUID().replaceAll("-", ""));
       if (apiError.options.retryAfterSeconds) headers["retry-after"] = String(apiError.options.retryAfterSeconds);
+      if (apiError.options.allow) headers["allow"] = apiError.options.allow.join(", ");
       return json(flavour.errorBody(apiError), headers, flavour.errorStatus(apiError));
     },
     finally: [(response: Response, request: IRequest) => {
@@ -237,10 +238,21 @@ export function createApp(deps: AppDeps): App {
   }
   registerOps(router, ctx, authorize);
   registerToolRoutes(router, ctx, authorize, body);
+  const routeMethods = apiRoutes.flatMap((route) =>
+    route.method === "all" ? [] : route.paths.map((path) => ({ pattern: pathPattern(path), method: route.method }))
+  );
   router.all("*", (request: IRequest) => {
     const path = new URL(request.url).pathname;
+    // A known endpoint asked with another method: 405 with the methods it answers (OpenAI's status and wording).
+    const allow = [...new Set(routeMethods.filter((r) => r.pattern.test(path)).map((r) => r.method.toUpperCase()))];
+    if (allow.length > 0) {
+      throw new ApiError("invalid_request", `Invalid method for URL (${request.method} ${path})`, {
+        status: 405,
+        allow,
+      });
+    }
     const known =
-      /\/(embeddings|images|audio|files|batches|fine_tuning|moderations|assistants|threads|vector_stores|uploads)(\/|$)/
+      /\/(images|audio|files|batches|fine_tuning|moderations|assistants|threads|vector_stores|uploads)(\/|$)/
         .test(path);
     if (known) throw new ApiError("not_implemented", `${request.method} ${path} is not implemented by this router.`);
     throw new ApiError("not_found", `Unknown route: ${request.method} ${path}`);
@@ -263,4 +275,12 @@ function apiOf(path: string): string {
 function storeUnavailable(err: unknown): ApiError | undefined {
   if (!(err instanceof StoreError) || err.code !== "unavailable") return undefined;
   return new ApiError("overloaded", "The router's job store is unreachable; retry shortly.", { retryAfterSeconds: 2 });
+}
+
+/** An itty-router path (`/v1/models/:id+`) as a regular expression over whole paths. */
+function pathPattern(path: string): RegExp {
+  const source = path.split("/").map((segment) =>
+    segment.startsWith(":") ? (segment.endsWith("+") ? ".+" : "[^/]+") : segment.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+  ).join("/");
+  return new RegExp(`^${source}/?$`);
 }

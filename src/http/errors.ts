@@ -21,7 +21,14 @@ export class ApiError extends Error {
   constructor(
     readonly kind: ErrorKind,
     message: string,
-    readonly options: { param?: string; code?: string; retryAfterSeconds?: number; status?: number } = {},
+    readonly options: {
+      param?: string;
+      code?: string;
+      retryAfterSeconds?: number;
+      status?: number;
+      /** 405: the methods the path does answer (the `Allow` header). */
+      allow?: string[];
+    } = {},
   ) {
     super(message);
     this.name = "ApiError";

@@ -208,6 +208,13 @@ export function httpSuite(name: string, makeTarget: MakeTarget): void {
     const missing = await fetch(`${t.url}/v1/nothing-here`, { headers });
     assert.equal(missing.status, 404);
     assert.equal((await missing.json()).error.type, "not_found_error");
+    // A known endpoint asked with the wrong method: 405 naming the method, and what it allows.
+    const wrongMethod = await fetch(`${t.url}/v1/chat/completions`, { headers });
+    assert.equal(wrongMethod.status, 405);
+    assert.equal(wrongMethod.headers.get("allow"), "POST");
+    const wrong = (await wrongMethod.json()).error;
+    assert.equal(wrong.type, "invalid_request_error");
+    assert.equal(wrong.message, "Invalid method for URL (GET /v1/chat/completions)");
     const embeddings = await fetch(`${t.url}/v1/embeddings`, { method: "POST", headers, body: "{}" });
     assert.equal(embeddings.status, 501);
     assert.ok((await embeddings.json()).error.message);
