@@ -80,10 +80,29 @@ export function timingSafeEqual(a: Uint8Array, b: Uint8Array): boolean {
   return diff === 0;
 }
 
+const BASE64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/**
+ * Base64url without padding. Hand-rolled over the alphabet: it runs for every MAC the router computes, and the
+ * btoa route (a binary string, btoa, two replaceAll and a regex) allocated five strings per call.
+ */
 export function base64url(bytes: Uint8Array): string {
-  let binary = "";
-  for (const b of bytes) binary += String.fromCharCode(b);
-  return btoa(binary).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+  const A = BASE64URL_ALPHABET;
+  let out = "";
+  const whole = bytes.length - bytes.length % 3;
+  let i = 0;
+  for (; i < whole; i += 3) {
+    const n = (bytes[i] << 16) | (bytes[i + 1] << 8) | bytes[i + 2];
+    out += A[n >>> 18] + A[(n >>> 12) & 63] + A[(n >>> 6) & 63] + A[n & 63];
+  }
+  if (bytes.length - whole === 1) {
+    const n = bytes[i] << 16;
+    out += A[n >>> 18] + A[(n >>> 12) & 63];
+  } else if (bytes.length - whole === 2) {
+    const n = (bytes[i] << 16) | (bytes[i + 1] << 8);
+    out += A[n >>> 18] + A[(n >>> 12) & 63] + A[(n >>> 6) & 63];
+  }
+  return out;
 }
 
 function decodeBase64(text: string): Uint8Array | undefined {
