@@ -15,7 +15,13 @@ import { parseArgs } from "node:util";
 import { CHAT_PATH, NON_STREAM_MESSAGE } from "./context.ts";
 import { cpuMs, peakRssBytes } from "./lib/proc-stats.ts";
 import { freePort, getText, spawnChild, stopAll, waitFor } from "./lib/process.ts";
-import { type CpuProfile, type HeapNode, summarizeCpu, summarizeHeap } from "./lib/profile-summary.ts";
+import {
+  type CpuProfile,
+  type HeapNode,
+  summarizeCpu,
+  summarizeHeap,
+  summarizeSnapshot,
+} from "./lib/profile-summary.ts";
 import { runThroughput } from "./lib/run-load.ts";
 import { benchTempDir, makeKeys, ROOT, startGpuWorker, startMock, waitForWorkers } from "./stack.ts";
 
@@ -23,10 +29,19 @@ import { benchTempDir, makeKeys, ROOT, startGpuWorker, startMock, waitForWorkers
 class Inspector {
   #next = 1;
   #pending = new Map<number, (value: { result?: unknown; error?: unknown }) => void>();
+  /** Heap snapshot chunks, as HeapProfiler.addHeapSnapshotChunk events bring them. */
+  snapshotChunks: string[] = [];
   private constructor(private socket: WebSocket) {
     socket.onmessage = (event) => {
-      const message = JSON.parse(String(event.data)) as { id?: number; result?: unknown; error?: unknown };
+      const message = JSON.parse(String(event.data)) as {
+        id?: number;
+        result?: unknown;
+        error?: unknown;
+        method?: string;
+        params?: { chunk?: string };
+      };
       if (message.id !== undefined) this.#pending.get(message.id)?.(message);
+      else if (message.method === "HeapProfiler.addHeapSnapshotChunk") this.snapshotChunks.push(message.params!.chunk!);
     };
   }
   static async connect(port: number): Promise<Inspector> {
@@ -68,6 +83,10 @@ async function main(): Promise<void> {
       "v8-flags": { type: "string" },
       /** NAME=VALUE,… more environment for the router (e.g. MALLOC_ARENA_MAX=2). */
       "router-env": { type: "string" },
+      /** With --no-profile: a heap snapshot at the end of the window (live objects after a full GC), summarised. */
+      "heap-snapshot": { type: "boolean", default: false },
+      /** Sample only what survives the young-generation GC (promoted, then freed by a full GC or still live). */
+      promoted: { type: "boolean", default: false },
     },
   });
   const root = values.root!;
@@ -166,6 +185,18 @@ async function main(): Promise<void> {
       v8HeapPeakUsedMb: Math.round(heapUsed / 1024 / 1024),
     }));
     clearInterval(poll);
+    // With --v8-flags=--trace-gc: the router's last GC lines (young and old generation sizes over the window).
+    if (values["v8-flags"]?.includes("trace-gc")) console.log(router.output().split("\n").slice(-40).join("\n"));
+    if (values["heap-snapshot"]) {
+      await inspector.send("HeapProfiler.enable");
+      await inspector.send("HeapProfiler.takeHeapSnapshot", { reportProgress: false });
+      const out = values.out ?? await Deno.makeTempDir({ prefix: "auxot-profile-" });
+      await Deno.mkdir(out, { recursive: true });
+      const text = inspector.snapshotChunks.join("");
+      await Deno.writeTextFile(join(out, "router.heapsnapshot"), text);
+      console.log(summarizeSnapshot(JSON.parse(text), Number(values.top)).join("\n"));
+      console.log(`snapshot in ${out}`);
+    }
     inspector.close();
     return;
   }
@@ -177,7 +208,7 @@ async function main(): Promise<void> {
     samplingInterval: 4096,
     // Everything allocated in the window, not only what is still alive at its end: garbage is the per-request cost.
     includeObjectsCollectedByMajorGC: true,
-    includeObjectsCollectedByMinorGC: true,
+    includeObjectsCollectedByMinorGC: !values.promoted,
   });
   await inspector.send("Profiler.start");
   const cpuBefore = cpuMs(router.pid);

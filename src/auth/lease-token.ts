@@ -42,6 +42,11 @@ export class LeaseTokens {
     return token;
   }
 
+  /** The job has ended: its issued token need not be remembered (a late post is checked by its MAC). */
+  forget(jobId: string): void {
+    this.#issued.delete(jobId);
+  }
+
   /** Whether `token` was issued for this job to this worker id, and to a key of `role`. */
   async check(token: string | undefined, jobId: string, workerId: string, role: KeyRole): Promise<LeaseCheck> {
     const parts = /^lt1\.([1-9]\d{0,8})\.([atr])\.([A-Za-z0-9_-]{43})$/.exec(token ?? "");

@@ -14,7 +14,8 @@ import {
 import type { KeyRole } from "../auth/keys.ts";
 import type { RouterContext } from "./context.ts";
 import { json } from "../http/responses.ts";
-import { admitJobBytes, admitWorkerId, toolSchemaBytes, WORKER_BOUNDS } from "./worker-bounds.ts";
+import { admitJobBytes, admitWorkerId, forgetJobBytes, toolSchemaBytes, WORKER_BOUNDS } from "./worker-bounds.ts";
+import { isTerminal } from "../protocol/events.ts";
 import { workerModelLanes } from "../policy/route.ts";
 
 export class WorkerProtocolError extends Error {
@@ -190,6 +191,11 @@ export async function handleEvents(ctx: RouterContext, jobId: string, body: unkn
     return json({ error: { code: result.reason, message }, fatal: false, next: result.next }, {}, 409);
   }
   ctx.metrics.workerPosted(post.events);
+  if (result.cancelled || post.events.some(isTerminal)) {
+    // The job has ended for this worker: per-job tables let go of it now rather than when they overflow.
+    ctx.auth.leases.forget(jobId);
+    forgetJobBytes(ctx, jobId);
+  }
   return json({ cancelled: result.cancelled, next: result.next });
 }
 
