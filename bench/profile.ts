@@ -87,6 +87,8 @@ async function main(): Promise<void> {
       "heap-snapshot": { type: "boolean", default: false },
       /** Sample only what survives the young-generation GC (promoted, then freed by a full GC or still live). */
       promoted: { type: "boolean", default: false },
+      /** Profile the worker instead of the router (figures per request are still per chat request). */
+      worker: { type: "boolean", default: false },
     },
   });
   const root = values.root!;
@@ -127,7 +129,18 @@ async function main(): Promise<void> {
     30_000,
     router,
   );
-  const worker = startGpuWorker("worker", url, keys, ["--llama-url", mock.url, "--slots", "64"]);
+  const workerArgs = ["--llama-url", mock.url, "--slots", "64"];
+  const workerInspectPort = freePort();
+  // --worker: the GPU worker (this checkout's) is what gets profiled, under the same load.
+  const worker = values.worker
+    ? spawnChild("worker", Deno.execPath(), [
+      "run",
+      "-A",
+      `--inspect=127.0.0.1:${workerInspectPort}`,
+      join(ROOT, "workers/gpu/main.ts"),
+      ...workerArgs,
+    ], { cwd: ROOT, env: { AUXOT_GPU_KEY: keys.admin, AUXOT_ROUTER_URL: url, AUXOT_LOG_LEVEL: "warn" } })
+    : startGpuWorker("worker", url, keys, workerArgs);
   await waitForWorkers(url, worker, 60_000);
 
   const target = {
@@ -172,6 +185,12 @@ async function main(): Promise<void> {
       durationMs: Number(values.seconds) * 1000,
     });
     const w = plain.targets[0].rounds[0];
+    // HTTP requests per job: worker requests (polls and posts) over chat requests, from the router's own counters.
+    const metrics = (await getText(`${url}/metrics`, { authorization: `Bearer ${keys.admin}` }, 5_000)).text;
+    const count = (api: string) =>
+      [...metrics.matchAll(new RegExp(`auxot_requests_total\\{api="${api}",status="\\d+"\\} (\\d+)`, "g"))]
+        .reduce((sum, m) => sum + Number(m[1]), 0);
+    const workerRequestsPerJob = count("worker") / Math.max(1, count("openai"));
     console.log(JSON.stringify({
       root,
       stream: values.stream,
@@ -183,6 +202,7 @@ async function main(): Promise<void> {
       routerPeakRssMb: Math.round(peakRssBytes(router.pid) / 1024 / 1024),
       v8HeapPeakTotalMb: Math.round(heapTotal / 1024 / 1024),
       v8HeapPeakUsedMb: Math.round(heapUsed / 1024 / 1024),
+      workerRequestsPerJob: Number(workerRequestsPerJob.toFixed(2)),
     }));
     clearInterval(poll);
     // With --v8-flags=--trace-gc: the router's last GC lines (young and old generation sizes over the window).
@@ -200,7 +220,7 @@ async function main(): Promise<void> {
     inspector.close();
     return;
   }
-  const inspector = await Inspector.connect(inspectPort);
+  const inspector = await Inspector.connect(values.worker ? workerInspectPort : inspectPort);
   await inspector.send("Profiler.enable");
   await inspector.send("Profiler.setSamplingInterval", { interval: 200 });
   await inspector.send("HeapProfiler.enable");

@@ -16,6 +16,7 @@ import type { RouterContext } from "./context.ts";
 import { json } from "../http/responses.ts";
 import { admitJobBytes, admitWorkerId, forgetJobBytes, toolSchemaBytes, WORKER_BOUNDS } from "./worker-bounds.ts";
 import { isTerminal } from "../protocol/events.ts";
+import { parseEventsPostFast } from "./events-post.ts";
 import { workerModelLanes } from "../policy/route.ts";
 
 export class WorkerProtocolError extends Error {
@@ -127,9 +128,7 @@ export async function handlePoll(
     waitMs,
     signal,
   });
-  const response: PollResponse = {
-    protocol: PROTOCOL_VERSION,
-    policy,
+  const response: Omit<PollResponse, "protocol" | "policy"> = {
     jobs: await Promise.all(result.jobs.map(async (job) => ({
       ...job,
       ...(job.kind === "tool" ? { credentials: ctx.config.toolCredentials[job.tool] ?? {} } : {}),
@@ -140,17 +139,29 @@ export async function handlePoll(
     flushMs: ctx.store.kind === "embedded" ? 20 : 250,
     ...(ctx.store.kind === "embedded" ? {} : { maxFlushMs: 1_000 }),
   };
-  if (response.jobs.length > 0) {
+  if (response.jobs.length > 0 && ctx.log.level === "debug") {
     ctx.log.debug("jobs handed out", {
       worker: worker.id,
       jobs: response.jobs.map((j) => j.id),
     });
   }
-  return json(response);
+  // The policy is the same object in every answer until the configuration changes: serialised once, not per poll
+  // (with a registry model's file lists it is most of the body). Same bytes, same key order as one JSON.stringify.
+  const rest = JSON.stringify(response);
+  return new Response(`{"protocol":${PROTOCOL_VERSION},"policy":${policyJson(policy)},${rest.slice(1)}`, {
+    headers: { "content-type": "application/json" },
+  });
+}
+
+const policyJsons = new WeakMap<object, string>();
+function policyJson(policy: object): string {
+  let text = policyJsons.get(policy);
+  if (text === undefined) policyJsons.set(policy, text = JSON.stringify(policy));
+  return text;
 }
 
 export async function handleEvents(ctx: RouterContext, jobId: string, body: unknown, role: KeyRole): Promise<Response> {
-  const post = parse(EventsRequest, body);
+  const post = parseEventsPostFast(body) ?? parse(EventsRequest, body);
   const lease = await ctx.auth.leases.check(post.leaseToken, jobId, post.workerId, role);
   if (lease === "wrong_role") {
     throw new WorkerProtocolError(

@@ -187,7 +187,12 @@ export class WorkerLoop {
     const body = { protocol: PROTOCOL_VERSION, worker: this.#info(), activeJobs: Object.keys(leases), leases, waitMs };
     const raw = await this.#post("/worker/v1/poll", body, this.#pollController.signal);
     if (raw === undefined) return; // aborted by stop()
-    const response = PollResponse.parse(raw);
+    // The policy comes with every answer and changes only with its version: validated when it is new, not per poll.
+    const version = (raw as { policy?: { version?: unknown } } | null)?.policy?.version;
+    const samePolicy = this.#policy !== undefined && version === this.#policy.version;
+    const response = samePolicy
+      ? { ...PollResponseSamePolicy.parse(raw), policy: this.#policy! }
+      : PollResponse.parse(raw);
     this.#policy = response.policy;
     this.#leaseMs = response.leaseMs;
     this.#flushMs = response.flushMs;
@@ -317,6 +322,9 @@ export class WorkerLoop {
     });
   }
 }
+
+/** A poll answer whose policy has the version the worker already follows: the rest of it is validated. */
+const PollResponseSamePolicy = PollResponse.omit({ policy: true });
 
 /** Protocol rule: while a job runs, its worker posts at least this often (the router's silence rule relies on it). */
 const PROGRESS_MS = 1_000;
