@@ -28,7 +28,7 @@ const ISSUED_MAX = 8_192;
 
 export class LeaseTokens {
   readonly #key: Promise<RouterKey>;
-  readonly #issued = new Map<string, { workerId: string; token: string }>();
+  readonly #issued = new Map<string, { workerId: string; token: string; role: string }>();
 
   constructor(hashes: Partial<Record<KeyRole, Argon2Phc>>) {
     this.#key = deriveRouterKey(hashes, "lease-token");
@@ -38,7 +38,7 @@ export class LeaseTokens {
     const token = `lt1.${attempt}.${ROLE_CODE[role]}.${await this.#mac(jobId, workerId, attempt, ROLE_CODE[role])}`;
     this.#issued.delete(jobId);
     if (this.#issued.size >= ISSUED_MAX) this.#issued.delete(this.#issued.keys().next().value!);
-    this.#issued.set(jobId, { workerId, token });
+    this.#issued.set(jobId, { workerId, token, role: ROLE_CODE[role] });
     return token;
   }
 
@@ -49,15 +49,15 @@ export class LeaseTokens {
 
   /** Whether `token` was issued for this job to this worker id, and to a key of `role`. */
   async check(token: string | undefined, jobId: string, workerId: string, role: KeyRole): Promise<LeaseCheck> {
+    // The token as issued here (same job, worker id, attempt, role and MAC): nothing to parse or recompute.
+    const issued = this.#issued.get(jobId);
+    if (token !== undefined && issued?.workerId === workerId && constantTimeEqual(issued.token, token)) {
+      return issued.role === ROLE_CODE[role] ? "ok" : "wrong_role";
+    }
     const parts = /^lt1\.([1-9]\d{0,8})\.([atr])\.([A-Za-z0-9_-]{43})$/.exec(token ?? "");
     if (!parts) return "invalid";
-    const issued = this.#issued.get(jobId);
-    // The token as issued (same job, same worker id, same attempt and role, same MAC): no need to recompute it.
-    const known = issued !== undefined && issued.workerId === workerId && constantTimeEqual(issued.token, token!);
-    if (!known) {
-      const expected = await this.#mac(jobId, workerId, Number(parts[1]), parts[2]);
-      if (!constantTimeEqual(expected, parts[3])) return "invalid";
-    }
+    const expected = await this.#mac(jobId, workerId, Number(parts[1]), parts[2]);
+    if (!constantTimeEqual(expected, parts[3])) return "invalid";
     return parts[2] === ROLE_CODE[role] ? "ok" : "wrong_role";
   }
 

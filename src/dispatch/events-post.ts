@@ -4,8 +4,9 @@
  * garbage, on the path that runs once per token (the rule is that nothing per token allocates more than it sends).
  *
  * The fast path only ever ACCEPTS, and only what zod would accept unchanged: a body with exactly the protocol's
- * fields, and text/reasoning events whose keys are exactly `type, text[, tokens]` in that order (zod's output order,
- * so the stored event is the same object zod would have built, byte for byte once serialised). Other events go
+ * fields, and text/reasoning events whose keys are exactly `type, text[, tokens]` (tool_args: `type, index, delta`) in
+ * that order (zod's output order, so the stored event equals the one zod would have built, byte for byte once
+ * serialised). Other events go
  * through zod one by one. Anything the fast path is not sure of — an unknown key, a bound, a wrong type — is handed
  * to the full zod parse, so refusals and their messages are zod's, as before.
  */
@@ -36,7 +37,7 @@ export function parseEventsPostFast(body: unknown): EventsRequest | undefined {
   const parsed: PostedEvent[] = new Array(events.length);
   for (let i = 0; i < events.length; i++) {
     const event = events[i];
-    if (isPlainTokenEvent(event)) parsed[i] = event;
+    if (isPlainTokenEvent(event) || isPlainToolArgs(event)) parsed[i] = event;
     else {
       const result = JobEvent.safeParse(event);
       if (!result.success) return undefined;
@@ -61,4 +62,17 @@ function isPlainTokenEvent(event: unknown): event is PostedEvent {
   if (!Array.isArray(tokens) || tokens.length > MAX_TOKENS) return false;
   for (const token of tokens) if (typeof token !== "number" || !Number.isSafeInteger(token) || token < 0) return false;
   return true;
+}
+
+/** `{type: "tool_args", index, delta}` (a tool call's arguments, streamed per token), exactly those keys in order. */
+function isPlainToolArgs(event: unknown): event is PostedEvent {
+  if (typeof event !== "object" || event === null) return false;
+  let index = 0;
+  for (const key in event) {
+    if (key !== (index === 0 ? "type" : index === 1 ? "index" : index === 2 ? "delta" : "")) return false;
+    index++;
+  }
+  const e = event as { type: unknown; index: unknown; delta: unknown };
+  return index === 3 && e.type === "tool_args" && typeof e.index === "number" && Number.isSafeInteger(e.index) &&
+    e.index >= 0 && typeof e.delta === "string";
 }
