@@ -47,13 +47,20 @@ export class LeaseTokens {
     this.#issued.delete(jobId);
   }
 
+  /**
+   * The answer of `check` without waiting, when the token is the one issued here (same job, worker id, attempt, role
+   * and MAC: nothing to parse or recompute); undefined when only `check` can tell. A poll checks every active job.
+   */
+  checkIssued(token: string | undefined, jobId: string, workerId: string, role: KeyRole): LeaseCheck | undefined {
+    const issued = this.#issued.get(jobId);
+    if (token === undefined || issued?.workerId !== workerId || !constantTimeEqual(issued.token, token)) return;
+    return issued.role === ROLE_CODE[role] ? "ok" : "wrong_role";
+  }
+
   /** Whether `token` was issued for this job to this worker id, and to a key of `role`. */
   async check(token: string | undefined, jobId: string, workerId: string, role: KeyRole): Promise<LeaseCheck> {
-    // The token as issued here (same job, worker id, attempt, role and MAC): nothing to parse or recompute.
-    const issued = this.#issued.get(jobId);
-    if (token !== undefined && issued?.workerId === workerId && constantTimeEqual(issued.token, token)) {
-      return issued.role === ROLE_CODE[role] ? "ok" : "wrong_role";
-    }
+    const known = this.checkIssued(token, jobId, workerId, role);
+    if (known !== undefined) return known;
     const parts = /^lt1\.([1-9]\d{0,8})\.([atr])\.([A-Za-z0-9_-]{43})$/.exec(token ?? "");
     if (!parts) return "invalid";
     const expected = await this.#mac(jobId, workerId, Number(parts[1]), parts[2]);

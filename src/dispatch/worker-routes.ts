@@ -111,7 +111,9 @@ export async function handlePoll(
   const leased: string[] = [];
   const notLeased: string[] = [];
   for (const id of poll.activeJobs) {
-    const check = await ctx.auth.leases.check(poll.leases?.[id], id, worker.id, role);
+    const token = poll.leases?.[id];
+    const check = ctx.auth.leases.checkIssued(token, id, worker.id, role) ??
+      await ctx.auth.leases.check(token, id, worker.id, role);
     (check === "ok" ? leased : notLeased).push(id);
   }
   const { lanes, max } = workerLanes(ctx, worker);
@@ -162,7 +164,8 @@ function policyJson(policy: object): string {
 
 export async function handleEvents(ctx: RouterContext, jobId: string, body: unknown, role: KeyRole): Promise<Response> {
   const post = parseEventsPostFast(body) ?? parse(EventsRequest, body);
-  const lease = await ctx.auth.leases.check(post.leaseToken, jobId, post.workerId, role);
+  const lease = ctx.auth.leases.checkIssued(post.leaseToken, jobId, post.workerId, role) ??
+    await ctx.auth.leases.check(post.leaseToken, jobId, post.workerId, role);
   if (lease === "wrong_role") {
     throw new WorkerProtocolError(
       403,
