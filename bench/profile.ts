@@ -23,7 +23,7 @@ import {
   summarizeSnapshot,
 } from "./lib/profile-summary.ts";
 import { runThroughput } from "./lib/run-load.ts";
-import { benchTempDir, makeKeys, ROOT, startGpuWorker, startMock, waitForWorkers } from "./stack.ts";
+import { benchTempDir, makeKeys, ROOT, startGpuWorker, startMock, startV8Flags, waitForWorkers } from "./stack.ts";
 
 /** A minimal Chrome DevTools Protocol client over the inspector's WebSocket. */
 class Inspector {
@@ -103,7 +103,10 @@ async function main(): Promise<void> {
       "run",
       "-A",
       `--inspect=127.0.0.1:${inspectPort}`,
-      ...(values["v8-flags"] ? [`--v8-flags=${values["v8-flags"]}`] : []),
+      // As `deno task start` runs it, unless --v8-flags says otherwise ("" for none).
+      ...(values["v8-flags"] !== undefined
+        ? (values["v8-flags"] ? [`--v8-flags=${values["v8-flags"]}`] : [])
+        : await startV8Flags(root)),
       join(root, "src/entry-deno.ts"),
     ],
     {
