@@ -59,6 +59,9 @@ export class WorkerLoop {
   #applying?: Promise<void>;
   #applyFailures = 0;
   #running = new Map<string, RunningJob>();
+  /** Sinks of running jobs, and the one interval that checks them all for a due progress post. */
+  readonly #sinks = new Set<BatchingSink>();
+  #progressTicker?: ReturnType<typeof setInterval>;
   #slotFreed?: () => void;
   #pollController?: AbortController;
   readonly #fetch: typeof fetch;
@@ -268,6 +271,20 @@ export class WorkerLoop {
     return this.#abortReasons.get(jobId);
   }
 
+  /** A job's sink joins (or leaves) the progress check: one timer for the worker, not one per job. */
+  watchProgress(sink: BatchingSink, on: boolean): void {
+    if (on) this.#sinks.add(sink);
+    else this.#sinks.delete(sink);
+    if (this.#sinks.size > 0 && this.#progressTicker === undefined) {
+      this.#progressTicker = setInterval(() => {
+        for (const s of this.#sinks) s.beat();
+      }, PROGRESS_TICK_MS);
+    } else if (this.#sinks.size === 0 && this.#progressTicker !== undefined) {
+      clearInterval(this.#progressTicker);
+      this.#progressTicker = undefined;
+    }
+  }
+
   get leaseMs(): number {
     return this.#leaseMs;
   }
@@ -340,7 +357,6 @@ class BatchingSink implements EventSink {
   #buffer: JobEvent[] = [];
   #seq = 0;
   #timer?: ReturnType<typeof setTimeout>;
-  #heartbeat: ReturnType<typeof setInterval>;
   #lastPostAt = performance.now();
   /** The engine's latest progress report: sent only when nothing else was posted lately. */
   #progress?: Extract<JobEvent, { type: "progress" }>;
@@ -357,7 +373,7 @@ class BatchingSink implements EventSink {
     readonly controller: AbortController,
     readonly firstOutputAtOnce = true,
   ) {
-    this.#heartbeat = setInterval(() => this.#beat(), PROGRESS_TICK_MS);
+    loop.watchProgress(this, true);
     // The first post says this worker reports progress: from then on the router reads its silence as its loss.
     this.#buffer.push({ type: "progress", phase: "prefill" });
     this.#timer = setTimeout(() => this.#flush(), this.#holdMs());
@@ -394,7 +410,7 @@ class BatchingSink implements EventSink {
   }
 
   /** Posts progress when nothing went out for most of PROGRESS_MS (posting also keeps the lease). */
-  #beat(): void {
+  beat(): void {
     if (this.terminated || this.#closed || this.controller.signal.aborted) return;
     if (performance.now() - this.#lastPostAt < PROGRESS_MS - PROGRESS_TICK_MS) return;
     this.#buffer.push(this.#progress ?? { type: "progress", phase: this.hadOutput ? "generate" : "prefill" });
@@ -433,7 +449,7 @@ class BatchingSink implements EventSink {
   }
 
   async close(): Promise<void> {
-    clearInterval(this.#heartbeat);
+    this.loop.watchProgress(this, false);
     if (this.#buffer.length > 0) this.#flush();
     this.#closed = true;
     await this.#chain;
