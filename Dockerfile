@@ -26,4 +26,4 @@ RUN deno cache --no-lock --node-modules-dir=none src/entry-deno.ts
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=5s --start-period=10s --retries=3 \
   CMD ["deno", "eval", "--no-lock", "const r = await fetch(`http://127.0.0.1:${Deno.env.get('AUXOT_PORT') ?? 8080}/health`).catch(() => null); Deno.exit(r?.ok ? 0 : 1)"]
-CMD ["deno", "run", "--no-lock", "--node-modules-dir=none", "--allow-net", "--allow-env", "--allow-read", "--allow-sys", "src/entry-deno.ts"]
+CMD ["deno", "run", "--v8-flags=--heap-growing-percent=100", "--no-lock", "--node-modules-dir=none", "--allow-net", "--allow-env", "--allow-read", "--allow-sys", "src/entry-deno.ts"]

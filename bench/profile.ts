@@ -15,18 +15,33 @@ import { parseArgs } from "node:util";
 import { CHAT_PATH, NON_STREAM_MESSAGE } from "./context.ts";
 import { cpuMs, peakRssBytes } from "./lib/proc-stats.ts";
 import { freePort, getText, spawnChild, stopAll, waitFor } from "./lib/process.ts";
-import { type CpuProfile, type HeapNode, summarizeCpu, summarizeHeap } from "./lib/profile-summary.ts";
+import {
+  type CpuProfile,
+  type HeapNode,
+  summarizeCpu,
+  summarizeHeap,
+  summarizeSnapshot,
+} from "./lib/profile-summary.ts";
 import { runThroughput } from "./lib/run-load.ts";
-import { benchTempDir, makeKeys, ROOT, startGpuWorker, startMock, waitForWorkers } from "./stack.ts";
+import { benchTempDir, makeKeys, ROOT, startGpuWorker, startMock, startV8Flags, waitForWorkers } from "./stack.ts";
 
 /** A minimal Chrome DevTools Protocol client over the inspector's WebSocket. */
 class Inspector {
   #next = 1;
   #pending = new Map<number, (value: { result?: unknown; error?: unknown }) => void>();
+  /** Heap snapshot chunks, as HeapProfiler.addHeapSnapshotChunk events bring them. */
+  snapshotChunks: string[] = [];
   private constructor(private socket: WebSocket) {
     socket.onmessage = (event) => {
-      const message = JSON.parse(String(event.data)) as { id?: number; result?: unknown; error?: unknown };
+      const message = JSON.parse(String(event.data)) as {
+        id?: number;
+        result?: unknown;
+        error?: unknown;
+        method?: string;
+        params?: { chunk?: string };
+      };
       if (message.id !== undefined) this.#pending.get(message.id)?.(message);
+      else if (message.method === "HeapProfiler.addHeapSnapshotChunk") this.snapshotChunks.push(message.params!.chunk!);
     };
   }
   static async connect(port: number): Promise<Inspector> {
@@ -68,6 +83,12 @@ async function main(): Promise<void> {
       "v8-flags": { type: "string" },
       /** NAME=VALUE,… more environment for the router (e.g. MALLOC_ARENA_MAX=2). */
       "router-env": { type: "string" },
+      /** With --no-profile: a heap snapshot at the end of the window (live objects after a full GC), summarised. */
+      "heap-snapshot": { type: "boolean", default: false },
+      /** Sample only what survives the young-generation GC (promoted, then freed by a full GC or still live). */
+      promoted: { type: "boolean", default: false },
+      /** Profile the worker instead of the router (figures per request are still per chat request). */
+      worker: { type: "boolean", default: false },
     },
   });
   const root = values.root!;
@@ -82,7 +103,10 @@ async function main(): Promise<void> {
       "run",
       "-A",
       `--inspect=127.0.0.1:${inspectPort}`,
-      ...(values["v8-flags"] ? [`--v8-flags=${values["v8-flags"]}`] : []),
+      // As `deno task start` runs it, unless --v8-flags says otherwise ("" for none).
+      ...(values["v8-flags"] !== undefined
+        ? (values["v8-flags"] ? [`--v8-flags=${values["v8-flags"]}`] : [])
+        : await startV8Flags(root)),
       join(root, "src/entry-deno.ts"),
     ],
     {
@@ -108,7 +132,18 @@ async function main(): Promise<void> {
     30_000,
     router,
   );
-  const worker = startGpuWorker("worker", url, keys, ["--llama-url", mock.url, "--slots", "64"]);
+  const workerArgs = ["--llama-url", mock.url, "--slots", "64"];
+  const workerInspectPort = freePort();
+  // --worker: the GPU worker (this checkout's) is what gets profiled, under the same load.
+  const worker = values.worker
+    ? spawnChild("worker", Deno.execPath(), [
+      "run",
+      "-A",
+      `--inspect=127.0.0.1:${workerInspectPort}`,
+      join(ROOT, "workers/gpu/main.ts"),
+      ...workerArgs,
+    ], { cwd: ROOT, env: { AUXOT_GPU_KEY: keys.admin, AUXOT_ROUTER_URL: url, AUXOT_LOG_LEVEL: "warn" } })
+    : startGpuWorker("worker", url, keys, workerArgs);
   await waitForWorkers(url, worker, 60_000);
 
   const target = {
@@ -153,6 +188,12 @@ async function main(): Promise<void> {
       durationMs: Number(values.seconds) * 1000,
     });
     const w = plain.targets[0].rounds[0];
+    // HTTP requests per job: worker requests (polls and posts) over chat requests, from the router's own counters.
+    const metrics = (await getText(`${url}/metrics`, { authorization: `Bearer ${keys.admin}` }, 5_000)).text;
+    const count = (api: string) =>
+      [...metrics.matchAll(new RegExp(`auxot_requests_total\\{api="${api}",status="\\d+"\\} (\\d+)`, "g"))]
+        .reduce((sum, m) => sum + Number(m[1]), 0);
+    const workerRequestsPerJob = count("worker") / Math.max(1, count("openai"));
     console.log(JSON.stringify({
       root,
       stream: values.stream,
@@ -164,12 +205,25 @@ async function main(): Promise<void> {
       routerPeakRssMb: Math.round(peakRssBytes(router.pid) / 1024 / 1024),
       v8HeapPeakTotalMb: Math.round(heapTotal / 1024 / 1024),
       v8HeapPeakUsedMb: Math.round(heapUsed / 1024 / 1024),
+      workerRequestsPerJob: Number(workerRequestsPerJob.toFixed(2)),
     }));
     clearInterval(poll);
+    // With --v8-flags=--trace-gc: the router's last GC lines (young and old generation sizes over the window).
+    if (values["v8-flags"]?.includes("trace-gc")) console.log(router.output().split("\n").slice(-40).join("\n"));
+    if (values["heap-snapshot"]) {
+      await inspector.send("HeapProfiler.enable");
+      await inspector.send("HeapProfiler.takeHeapSnapshot", { reportProgress: false });
+      const out = values.out ?? await Deno.makeTempDir({ prefix: "auxot-profile-" });
+      await Deno.mkdir(out, { recursive: true });
+      const text = inspector.snapshotChunks.join("");
+      await Deno.writeTextFile(join(out, "router.heapsnapshot"), text);
+      console.log(summarizeSnapshot(JSON.parse(text), Number(values.top)).join("\n"));
+      console.log(`snapshot in ${out}`);
+    }
     inspector.close();
     return;
   }
-  const inspector = await Inspector.connect(inspectPort);
+  const inspector = await Inspector.connect(values.worker ? workerInspectPort : inspectPort);
   await inspector.send("Profiler.enable");
   await inspector.send("Profiler.setSamplingInterval", { interval: 200 });
   await inspector.send("HeapProfiler.enable");
@@ -177,7 +231,7 @@ async function main(): Promise<void> {
     samplingInterval: 4096,
     // Everything allocated in the window, not only what is still alive at its end: garbage is the per-request cost.
     includeObjectsCollectedByMajorGC: true,
-    includeObjectsCollectedByMinorGC: true,
+    includeObjectsCollectedByMinorGC: !values.promoted,
   });
   await inspector.send("Profiler.start");
   const cpuBefore = cpuMs(router.pid);

@@ -81,11 +81,23 @@ export interface RouterOptions {
   root?: string;
 }
 
+/** The `--v8-flags=…` of a checkout's `deno task start` (none in older checkouts), so its router runs as started. */
+export async function startV8Flags(root: string): Promise<string[]> {
+  const config = await Deno.readTextFile(join(root, "deno.json")).catch(() => "{}");
+  const start = (JSON.parse(config) as { tasks?: { start?: string } }).tasks?.start ?? "";
+  return start.match(/--v8-flags=\S+/g) ?? [];
+}
+
 /** The router under Deno, as `deno task start` runs it (its own process, src/entry-deno.ts). */
 export async function startDenoRouter(options: RouterOptions): Promise<Service & { child: Child }> {
   const port = freePort();
   const root = options.root ?? ROOT;
-  const child = spawnChild(options.name, Deno.execPath(), ["run", "-A", join(root, "src/entry-deno.ts")], {
+  const child = spawnChild(options.name, Deno.execPath(), [
+    "run",
+    "-A",
+    ...await startV8Flags(root),
+    join(root, "src/entry-deno.ts"),
+  ], {
     cwd: root,
     env: {
       AUXOT_PORT: String(port),

@@ -202,9 +202,12 @@ export function createApp(deps: AppDeps): App {
       return json(flavour.errorBody(apiError), headers, flavour.errorStatus(apiError));
     },
     finally: [(response: Response, request: IRequest) => {
-      const path = new URL(request.url).pathname;
+      // The path only when it is needed (a URL parse per request otherwise): routes outside the APIs, debug logs.
+      const path = request.flavour && deps.log.level !== "debug" ? "" : new URL(request.url).pathname;
       metrics.requests.inc({ api: request.flavour?.name ?? apiOf(path), status: String(response.status) });
-      deps.log.debug("request", { method: request.method, path, status: response.status });
+      if (deps.log.level === "debug") {
+        deps.log.debug("request", { method: request.method, path, status: response.status });
+      }
       return response;
     }],
   });

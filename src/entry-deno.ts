@@ -10,6 +10,7 @@ import { createLogger, logFormatFrom } from "./log.ts";
 import { dotEnvLine, readDotEnv, writeSecretFile } from "./platform/dotenv.ts";
 import { deploymentChecks } from "./ops/deploy-checks.ts";
 import { createStore } from "./store/create.ts";
+import { shareBodyDeadlines } from "./http/body.ts";
 
 const ENV_FILE = Deno.env.get("AUXOT_ENV_FILE") ?? ".env";
 const ROLE_LABEL = {
@@ -80,6 +81,7 @@ async function main(): Promise<void> {
   }
   const store = createStore(config);
   const app = createApp({ config, store, log });
+  shareBodyDeadlines(); // one process serves every request: one timer for all body deadlines (src/http/body.ts)
   const controller = new AbortController();
   const server = Deno.serve({
     hostname: config.host,

@@ -100,3 +100,39 @@ export function summarizeHeap(root: HeapNode, requests: number, top: number): st
   }
   return lines;
 }
+
+/** A V8 heap snapshot (.heapsnapshot JSON): the parts the summary reads. */
+export interface HeapSnapshot {
+  snapshot: { meta: { node_fields: string[]; node_types: [string[], ...unknown[]] } };
+  nodes: number[];
+  strings: string[];
+}
+
+/** Live bytes (self sizes) by object type and constructor name: what a heap holds after a full GC. */
+export function summarizeSnapshot(snapshot: HeapSnapshot, top: number): string[] {
+  const fields = snapshot.snapshot.meta.node_fields;
+  const types = snapshot.snapshot.meta.node_types[0];
+  const width = fields.length;
+  const [typeAt, nameAt, sizeAt] = ["type", "name", "self_size"].map((f) => fields.indexOf(f));
+  const groups = new Map<string, { bytes: number; count: number }>();
+  let total = 0;
+  for (let i = 0; i < snapshot.nodes.length; i += width) {
+    const type = types[snapshot.nodes[i + typeAt]];
+    const name = type === "object" || type === "closure" || type === "native"
+      ? snapshot.strings[snapshot.nodes[i + nameAt]].slice(0, 60)
+      : "";
+    const key = `${type}${name ? ` ${name}` : ""}`;
+    const size = snapshot.nodes[i + sizeAt];
+    total += size;
+    const group = groups.get(key) ?? { bytes: 0, count: 0 };
+    group.bytes += size;
+    group.count++;
+    groups.set(key, group);
+  }
+  const mb = (b: number) => (b / 1024 / 1024).toFixed(2).padStart(8);
+  return [
+    `Live heap (after a full GC): ${mb(total)} MB; by type and constructor:`,
+    ...[...groups].sort((a, b) => b[1].bytes - a[1].bytes).slice(0, top)
+      .map(([key, g]) => `${mb(g.bytes)} MB ${String(g.count).padStart(8)}  ${key}`),
+  ];
+}

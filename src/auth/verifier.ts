@@ -4,7 +4,8 @@
  * digest (HMAC under the router secret, never the key) is kept in this isolate and in the store, for as long as the
  * configured hashes are unchanged. From then on every key of that role is decided by comparing digests in constant
  * time: the valid key is accepted and any other key refused, with no Argon2id and no throttle in the way — a wrong key
- * costs one HMAC and blocks no one.
+ * costs one HMAC and blocks no one. Once the valid key has been presented, this isolate compares later keys with it
+ * directly (constant time, no HMAC): the key never leaves the isolate's memory.
  *
  * Before the first verification of a role, Argon2id is unavoidable; src/auth/argon-gate.ts rations it and orders the
  * keys waiting for it so that a flood only delays the addresses it comes from. Wrong keys seen recently are refused
@@ -51,6 +52,12 @@ export class KeyVerifier {
   readonly #onArgon2: () => void;
   /** The digest of each role's valid key, once verified (here or, through the store, anywhere in the deployment). */
   readonly #known: Partial<Record<KeyRole, string>> = {};
+  /**
+   * Each role's valid key itself, once a request presenting it matched the digest: later requests are decided by a
+   * constant-time comparison with it and need no HMAC (three per job otherwise). It stays in this isolate's memory
+   * only, as every request's key does while it is served; it is never logged, stored or used as a map key.
+   */
+  readonly #accepted: Partial<Record<KeyRole, string>> = {};
   readonly #storeAskedAt: Partial<Record<KeyRole, number>> = {};
   /** Digests of keys that failed Argon2id recently (bounded, oldest dropped): a repeated wrong key costs nothing. */
   readonly #rejected = new Map<string, number>();
@@ -108,9 +115,14 @@ export class KeyVerifier {
           : "Invalid API key.",
       );
     }
+    const accepted = this.#accepted[role];
+    if (accepted !== undefined && constantTimeEqual(presented, accepted)) {
+      this.stats.cacheHits++;
+      return role;
+    }
     const digest = await this.#digest(presented);
     const known = this.#known[role] ?? await this.#knownFromStore(role);
-    if (known !== undefined) return this.#compare(digest, known, role, client);
+    if (known !== undefined) return this.#compare(digest, known, role, client, presented);
     if (this.#isRejected(digest)) throw this.#fail(client);
 
     const outcome = await this.#gate.acquire<string | null>(client, role, digest, () => this.#hasFailed(client), () => {
@@ -124,7 +136,7 @@ export class KeyVerifier {
     });
     if (!outcome.turn) {
       if (outcome.done === null) throw this.#fail(client);
-      return this.#compare(digest, outcome.done, role, client);
+      return this.#compare(digest, outcome.done, role, client, presented);
     }
     let valid: boolean;
     try {
@@ -140,6 +152,7 @@ export class KeyVerifier {
       throw this.#fail(client);
     }
     this.#known[role] = digest;
+    this.#accepted[role] = presented;
     try {
       await this.#store.putVerifiedKey((await this.#names())[role], digest, KNOWN_DIGEST_TTL_MS);
     } catch {
@@ -148,9 +161,10 @@ export class KeyVerifier {
     return role;
   }
 
-  #compare(digest: string, known: string, role: KeyRole, client: string): KeyRole {
+  #compare(digest: string, known: string, role: KeyRole, client: string, presented: string): KeyRole {
     if (constantTimeEqual(digest, known)) {
       this.stats.cacheHits++;
+      this.#accepted[role] = presented;
       return role;
     }
     throw this.#fail(client);

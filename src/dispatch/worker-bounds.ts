@@ -63,3 +63,8 @@ export function admitJobBytes(ctx: RouterContext, jobId: string, bytes: number):
   table.set(jobId, total);
   return true;
 }
+
+/** The job has ended (its final batch was accepted): its count is no longer needed. */
+export function forgetJobBytes(ctx: RouterContext, jobId: string): void {
+  state(ctx).jobBytes.delete(jobId);
+}

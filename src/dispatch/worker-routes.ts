@@ -14,7 +14,9 @@ import {
 import type { KeyRole } from "../auth/keys.ts";
 import type { RouterContext } from "./context.ts";
 import { json } from "../http/responses.ts";
-import { admitJobBytes, admitWorkerId, toolSchemaBytes, WORKER_BOUNDS } from "./worker-bounds.ts";
+import { admitJobBytes, admitWorkerId, forgetJobBytes, toolSchemaBytes, WORKER_BOUNDS } from "./worker-bounds.ts";
+import { isTerminal } from "../protocol/events.ts";
+import { parseEventsPostFast } from "./events-post.ts";
 import { workerModelLanes } from "../policy/route.ts";
 
 export class WorkerProtocolError extends Error {
@@ -109,7 +111,9 @@ export async function handlePoll(
   const leased: string[] = [];
   const notLeased: string[] = [];
   for (const id of poll.activeJobs) {
-    const check = await ctx.auth.leases.check(poll.leases?.[id], id, worker.id, role);
+    const token = poll.leases?.[id];
+    const check = ctx.auth.leases.checkIssued(token, id, worker.id, role) ??
+      await ctx.auth.leases.check(token, id, worker.id, role);
     (check === "ok" ? leased : notLeased).push(id);
   }
   const { lanes, max } = workerLanes(ctx, worker);
@@ -126,9 +130,7 @@ export async function handlePoll(
     waitMs,
     signal,
   });
-  const response: PollResponse = {
-    protocol: PROTOCOL_VERSION,
-    policy,
+  const response: Omit<PollResponse, "protocol" | "policy"> = {
     jobs: await Promise.all(result.jobs.map(async (job) => ({
       ...job,
       ...(job.kind === "tool" ? { credentials: ctx.config.toolCredentials[job.tool] ?? {} } : {}),
@@ -139,18 +141,31 @@ export async function handlePoll(
     flushMs: ctx.store.kind === "embedded" ? 20 : 250,
     ...(ctx.store.kind === "embedded" ? {} : { maxFlushMs: 1_000 }),
   };
-  if (response.jobs.length > 0) {
+  if (response.jobs.length > 0 && ctx.log.level === "debug") {
     ctx.log.debug("jobs handed out", {
       worker: worker.id,
       jobs: response.jobs.map((j) => j.id),
     });
   }
-  return json(response);
+  // The policy is the same object in every answer until the configuration changes: serialised once, not per poll
+  // (with a registry model's file lists it is most of the body). Same bytes, same key order as one JSON.stringify.
+  const rest = JSON.stringify(response);
+  return new Response(`{"protocol":${PROTOCOL_VERSION},"policy":${policyJson(policy)},${rest.slice(1)}`, {
+    headers: { "content-type": "application/json" },
+  });
+}
+
+const policyJsons = new WeakMap<object, string>();
+function policyJson(policy: object): string {
+  let text = policyJsons.get(policy);
+  if (text === undefined) policyJsons.set(policy, text = JSON.stringify(policy));
+  return text;
 }
 
 export async function handleEvents(ctx: RouterContext, jobId: string, body: unknown, role: KeyRole): Promise<Response> {
-  const post = parse(EventsRequest, body);
-  const lease = await ctx.auth.leases.check(post.leaseToken, jobId, post.workerId, role);
+  const post = parseEventsPostFast(body) ?? parse(EventsRequest, body);
+  const lease = ctx.auth.leases.checkIssued(post.leaseToken, jobId, post.workerId, role) ??
+    await ctx.auth.leases.check(post.leaseToken, jobId, post.workerId, role);
   if (lease === "wrong_role") {
     throw new WorkerProtocolError(
       403,
@@ -190,6 +205,11 @@ export async function handleEvents(ctx: RouterContext, jobId: string, body: unkn
     return json({ error: { code: result.reason, message }, fatal: false, next: result.next }, {}, 409);
   }
   ctx.metrics.workerPosted(post.events);
+  if (result.cancelled || post.events.some(isTerminal)) {
+    // The job has ended for this worker: per-job tables let go of it now rather than when they overflow.
+    ctx.auth.leases.forget(jobId);
+    forgetJobBytes(ctx, jobId);
+  }
   return json({ cancelled: result.cancelled, next: result.next });
 }
 

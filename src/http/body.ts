@@ -8,6 +8,49 @@ export const MAX_JSON_DEPTH = 64;
 /** A body still arriving after this is refused (408): a slow-loris caller cannot hold a request open forever. */
 export const BODY_DEADLINE_MS = 30_000;
 
+/**
+ * Deadlines of body reads in progress, when one process serves every request (Deno): one sweep every
+ * `SWEEP_MS` for all of them instead of a timer per body (a Node-style Timeout on Deno: ~3 KB and a few µs each, two
+ * per job). Off by default and never on Workers: there a request owns its waits, and a timer of one request must not
+ * cancel another's read. The entry turns it on (`shareBodyDeadlines`); a deadline then passes up to SWEEP_MS late.
+ */
+let shared:
+  | { reads: Set<{ deadline: number; expire: () => void }>; sweep?: ReturnType<typeof setInterval> }
+  | undefined;
+const SWEEP_MS = 500;
+
+/** One sweeping timer for all body deadlines of this process (Deno's entry), or a timer per body (`false`). */
+export function shareBodyDeadlines(enabled = true): void {
+  if (shared?.sweep !== undefined) clearInterval(shared.sweep);
+  shared = enabled ? { reads: new Set() } : undefined;
+}
+
+/** Calls `expire` once `ms` have passed, unless the returned function is called first. */
+function deadline(ms: number, expire: () => void): () => void {
+  if (!shared) {
+    const timer = setTimeout(expire, ms);
+    return () => clearTimeout(timer);
+  }
+  const state = shared;
+  const read = { deadline: performance.now() + ms, expire };
+  state.reads.add(read);
+  if (state.sweep === undefined) {
+    state.sweep = setInterval(() => {
+      const now = performance.now();
+      for (const r of state.reads) {
+        if (r.deadline > now) continue;
+        state.reads.delete(r);
+        r.expire();
+      }
+      if (state.reads.size === 0) {
+        clearInterval(state.sweep);
+        state.sweep = undefined;
+      }
+    }, SWEEP_MS);
+  }
+  return () => state.reads.delete(read);
+}
+
 /** One decoder for every body: `decode` without `stream` keeps no state between calls. */
 const UTF8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -26,10 +69,10 @@ export async function readJsonBody(
   // read's result (a view pinning a 64 KiB buffer) until the deadline. The timer flags and cancels instead; the
   // pending read then ends as "done" and the flag tells it apart from a complete body.
   let expired = false;
-  const timer = setTimeout(() => {
+  const settle = deadline(deadlineMs, () => {
     expired = true;
     void reader.cancel().catch(() => {});
-  }, deadlineMs);
+  });
   try {
     for (;;) {
       const { done, value } = await reader.read();
@@ -46,7 +89,7 @@ export async function readJsonBody(
       chunks.push(chunks.length === 0 ? value : value.slice());
     }
   } finally {
-    clearTimeout(timer);
+    settle();
   }
   let bytes: Uint8Array;
   if (chunks.length === 1) bytes = chunks[0];
@@ -65,7 +108,7 @@ export async function readJsonBody(
     throw new ApiError("invalid_request", "The request body is not valid UTF-8.");
   }
   if (text.trim() === "") throw new ApiError("invalid_request", "A JSON request body is required.");
-  if (jsonDepth(text) > MAX_JSON_DEPTH) {
+  if (bracketsExceed(text, MAX_JSON_DEPTH) && jsonDepth(text) > MAX_JSON_DEPTH) {
     throw new ApiError("invalid_request", `The JSON body is nested more than ${MAX_JSON_DEPTH} levels deep.`);
   }
   try {
@@ -77,6 +120,18 @@ export async function readJsonBody(
 
 function tooLarge(maxBytes: number): ApiError {
   return new ApiError("payload_too_large", `The request body exceeds ${maxBytes} bytes (AUXOT_MAX_BODY_BYTES).`);
+}
+
+/**
+ * Whether `text` has more than `limit` opening brackets, strings included: if not, it cannot nest deeper than that,
+ * and the exact scan below (a loop over every character) is skipped. `indexOf` runs at memchr speed.
+ */
+function bracketsExceed(text: string, limit: number): boolean {
+  let count = 0;
+  for (const bracket of ["{", "["]) {
+    for (let i = text.indexOf(bracket); i !== -1; i = text.indexOf(bracket, i + 1)) if (++count > limit) return true;
+  }
+  return false;
 }
 
 /** Deepest bracket nesting outside strings (a linear scan; invalid JSON is left to JSON.parse). */

@@ -38,6 +38,13 @@ interface JobEntry {
   leaseExpiresAt: number;
   /** All events the caller will read, in order (worker events and the router's own error events). */
   events: JobEvent[];
+  /**
+   * A finished job's events once a reader has seen them all, as one JSON string (`events` then empty): the job is
+   * kept a few seconds for a late re-read, and a string is a fraction of the objects' size — at thousands of jobs a
+   * second those objects were most of the live heap, and each one was copied by the young-generation GC.
+   */
+  eventsJson?: string;
+  eventCount: number;
   /** Worker events accepted in the current attempt (the `seq` a worker's next batch must start at). */
   attemptEvents: number;
   hasOutput: boolean;
@@ -54,6 +61,9 @@ interface WorkerEntry {
    */
   conversations: Set<string>;
 }
+
+/** The events of a compacted job (frozen: nothing may append to a finished job). */
+const NO_EVENTS = Object.freeze([]) as unknown as JobEvent[];
 
 /** Verified keys cached at most (oldest evicted first): bounded memory whatever callers send. */
 const MAX_VERIFIED_KEYS = 10_000;
@@ -93,6 +103,7 @@ export class EmbeddedStore implements JobStore {
       enqueuedAt: now,
       leaseExpiresAt: 0,
       events: [],
+      eventCount: 0,
       attemptEvents: 0,
       hasOutput: false,
       callerSeenAt: now,
@@ -141,7 +152,7 @@ export class EmbeddedStore implements JobStore {
         this.#requeue(entry);
         break;
       }
-      entry.events.push(event);
+      this.#push(entry, event);
       if (isOutput(event)) entry.hasOutput = true;
       if (isTerminal(event)) {
         this.#finish(entry, event.type === "done" ? "done" : "failed", now);
@@ -167,8 +178,14 @@ export class EmbeddedStore implements JobStore {
       }
       entry.callerSeenAt = this.#opts.now();
       const finished = entry.state !== "queued" && entry.state !== "running";
-      if (entry.events.length > from || finished) {
-        return { events: entry.events.slice(from), cursor: String(entry.events.length), state: entry.state };
+      if (entry.eventCount > from || finished) {
+        const all = entry.eventsJson === undefined ? entry.events : JSON.parse(entry.eventsJson) as JobEvent[];
+        const result = { events: all.slice(from), cursor: String(entry.eventCount), state: entry.state };
+        if (finished && entry.eventsJson === undefined) {
+          entry.eventsJson = JSON.stringify(entry.events);
+          entry.events = NO_EVENTS;
+        }
+        return result;
       }
       const left = deadline - performance.now();
       if (left <= 0 || signal?.aborted) return { events: [], cursor: String(from), state: entry.state };
@@ -181,7 +198,7 @@ export class EmbeddedStore implements JobStore {
     const entry = this.#jobs.get(jobId);
     if (!entry || (entry.state !== "queued" && entry.state !== "running")) return Promise.resolve();
     if (entry.state === "queued") this.#removeFromLane(entry);
-    entry.events.push(cancelEvent(reason));
+    this.#push(entry, cancelEvent(reason));
     // A running job keeps its workerId until the worker hears of the cancel (on its next poll or post).
     this.#finish(entry, "cancelled", this.#opts.now(), { keepWorker: true });
     this.#wakeup.notify(jobTopic(jobId));
@@ -209,7 +226,7 @@ export class EmbeddedStore implements JobStore {
       }
       if (entry.state === "running" && entry.leaseExpiresAt <= now) {
         if (entry.hasOutput) {
-          entry.events.push(workerLostEvent());
+          this.#push(entry, workerLostEvent());
           this.#finish(entry, "failed", now);
           result.failed++;
         } else {
@@ -283,6 +300,12 @@ export class EmbeddedStore implements JobStore {
   }
 
   // --- internals -------------------------------------------------------------------------------------------
+
+  /** Appends an event for the caller (only ever to a job that has not finished: its events are not compacted). */
+  #push(entry: JobEntry, event: JobEvent): void {
+    entry.events.push(event);
+    entry.eventCount++;
+  }
 
   #lane(name: string): string[] {
     let lane = this.#lanes.get(name);

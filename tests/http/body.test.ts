@@ -1,6 +1,6 @@
 /** Request bodies: size and nesting limits, and a deadline for bodies that trickle in (slow-loris). */
 import assert from "node:assert/strict";
-import { readJsonBody } from "../../src/http/body.ts";
+import { readJsonBody, shareBodyDeadlines } from "../../src/http/body.ts";
 import { ApiError } from "../../src/http/errors.ts";
 
 const post = (body: BodyInit) => new Request("http://x/", { method: "POST", body });
@@ -27,4 +27,25 @@ Deno.test("a body that stops arriving is refused with a 408 at the deadline", as
   });
   await assert.rejects(readJsonBody(post(stalled), 1_000, 100), status(408));
   assert.equal(cancelled, true, "the stalled body is released");
+});
+
+Deno.test("with one sweeping timer for every body (Deno's entry), a body that stops arriving is still refused", async () => {
+  shareBodyDeadlines();
+  try {
+    let cancelled = false;
+    const stalled = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode('{"a":'));
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    const complete = readJsonBody(post('{"a":1}'), 1_000, 100);
+    await assert.rejects(readJsonBody(post(stalled), 1_000, 100), status(408));
+    assert.equal(cancelled, true, "the stalled body is released");
+    assert.deepEqual(await complete, { a: 1 }, "a body read in time is not touched by the sweep");
+  } finally {
+    shareBodyDeadlines(false);
+  }
 });

@@ -59,6 +59,9 @@ export class WorkerLoop {
   #applying?: Promise<void>;
   #applyFailures = 0;
   #running = new Map<string, RunningJob>();
+  /** Sinks of running jobs, and the one interval that checks them all for a due progress post. */
+  readonly #sinks = new Set<BatchingSink>();
+  #progressTicker?: ReturnType<typeof setInterval>;
   #slotFreed?: () => void;
   #pollController?: AbortController;
   readonly #fetch: typeof fetch;
@@ -187,7 +190,12 @@ export class WorkerLoop {
     const body = { protocol: PROTOCOL_VERSION, worker: this.#info(), activeJobs: Object.keys(leases), leases, waitMs };
     const raw = await this.#post("/worker/v1/poll", body, this.#pollController.signal);
     if (raw === undefined) return; // aborted by stop()
-    const response = PollResponse.parse(raw);
+    // The policy comes with every answer and changes only with its version: validated when it is new, not per poll.
+    const version = (raw as { policy?: { version?: unknown } } | null)?.policy?.version;
+    const samePolicy = this.#policy !== undefined && version === this.#policy.version;
+    const response = samePolicy
+      ? { ...PollResponseSamePolicy.parse(raw), policy: this.#policy! }
+      : PollResponse.parse(raw);
     this.#policy = response.policy;
     this.#leaseMs = response.leaseMs;
     this.#flushMs = response.flushMs;
@@ -263,6 +271,20 @@ export class WorkerLoop {
     return this.#abortReasons.get(jobId);
   }
 
+  /** A job's sink joins (or leaves) the progress check: one timer for the worker, not one per job. */
+  watchProgress(sink: BatchingSink, on: boolean): void {
+    if (on) this.#sinks.add(sink);
+    else this.#sinks.delete(sink);
+    if (this.#sinks.size > 0 && this.#progressTicker === undefined) {
+      this.#progressTicker = setInterval(() => {
+        for (const s of this.#sinks) s.beat();
+      }, PROGRESS_TICK_MS);
+    } else if (this.#sinks.size === 0 && this.#progressTicker !== undefined) {
+      clearInterval(this.#progressTicker);
+      this.#progressTicker = undefined;
+    }
+  }
+
   get leaseMs(): number {
     return this.#leaseMs;
   }
@@ -318,6 +340,9 @@ export class WorkerLoop {
   }
 }
 
+/** A poll answer whose policy has the version the worker already follows: the rest of it is validated. */
+const PollResponseSamePolicy = PollResponse.omit({ policy: true });
+
 /** Protocol rule: while a job runs, its worker posts at least this often (the router's silence rule relies on it). */
 const PROGRESS_MS = 1_000;
 const PROGRESS_TICK_MS = 250;
@@ -332,7 +357,6 @@ class BatchingSink implements EventSink {
   #buffer: JobEvent[] = [];
   #seq = 0;
   #timer?: ReturnType<typeof setTimeout>;
-  #heartbeat: ReturnType<typeof setInterval>;
   #lastPostAt = performance.now();
   /** The engine's latest progress report: sent only when nothing else was posted lately. */
   #progress?: Extract<JobEvent, { type: "progress" }>;
@@ -349,7 +373,7 @@ class BatchingSink implements EventSink {
     readonly controller: AbortController,
     readonly firstOutputAtOnce = true,
   ) {
-    this.#heartbeat = setInterval(() => this.#beat(), PROGRESS_TICK_MS);
+    loop.watchProgress(this, true);
     // The first post says this worker reports progress: from then on the router reads its silence as its loss.
     this.#buffer.push({ type: "progress", phase: "prefill" });
     this.#timer = setTimeout(() => this.#flush(), this.#holdMs());
@@ -386,7 +410,7 @@ class BatchingSink implements EventSink {
   }
 
   /** Posts progress when nothing went out for most of PROGRESS_MS (posting also keeps the lease). */
-  #beat(): void {
+  beat(): void {
     if (this.terminated || this.#closed || this.controller.signal.aborted) return;
     if (performance.now() - this.#lastPostAt < PROGRESS_MS - PROGRESS_TICK_MS) return;
     this.#buffer.push(this.#progress ?? { type: "progress", phase: this.hadOutput ? "generate" : "prefill" });
@@ -425,7 +449,7 @@ class BatchingSink implements EventSink {
   }
 
   async close(): Promise<void> {
-    clearInterval(this.#heartbeat);
+    this.loop.watchProgress(this, false);
     if (this.#buffer.length > 0) this.#flush();
     this.#closed = true;
     await this.#chain;
