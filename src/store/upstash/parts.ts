@@ -4,8 +4,8 @@
  *
  * The waiting rule (see docs/store.md, "Who owns a wait"): every waiting request owns its wait — its
  * own blocking command, or its own timer-driven poll — and an in-process wake-up may only make that wait end
- * sooner. Nothing here lets one request's promise be settled by another request's I/O: on Workers the wake-ups
- * are delivered through the waiter's own timer (src/store/wakeup.ts, "owned" mode).
+ * sooner. Nothing here lets a request await a promise that another request created: a waiter's wake-up promise is
+ * created by the waiter itself (src/store/wakeup.ts), which on Workers makes its continuation run in its own request.
  */
 import type { StoreOptions } from "../store.ts";
 import { StoreError } from "../store.ts";
@@ -90,7 +90,7 @@ export class UpstashParts {
   }
 
   /**
-   * Waits for whichever comes first: an in-process wake-up on `topics` (direct delivery only), or the blocking
+   * Waits for whichever comes first: an in-process wake-up on `topics`, or the blocking
    * command `remote` (which must end within about `ms`). Both belong to the calling request: the wake-up is seen by its own wait, the
    * command is its own fetch. The loser is aborted and awaited, so no request outlives the wait.
    */
@@ -103,12 +103,7 @@ export class UpstashParts {
     const abort = new AbortController();
     const stop = () => abort.abort();
     signal.addEventListener("abort", stop, { once: true });
-    // Owned wake-ups are seen by a timer tick: not worth ticking through a whole blocking command, which ends by
-    // itself as soon as the notifier's write lands in Redis (on Workers a 50 s poll of ticks would also spend the
-    // request's CPU budget).
-    const local = this.wakeup.delivery === "direct"
-      ? this.wakeup.wait(topics, ms, abort.signal)
-      : Promise.resolve(false);
+    const local = this.wakeup.wait(topics, ms, abort.signal);
     const pending = remote(abort.signal);
     try {
       return await new Promise<RaceOutcome<T>>((resolve, reject) => {
