@@ -35,8 +35,9 @@ function appFor(env: Env): App | undefined {
     const log = createLogger(config.logLevel);
     app = createApp({
       config,
-      // Requests of one isolate must not settle each other's promises (see src/store/wakeup.ts).
-      store: createStore(config, {}, { wakeups: "owned" }),
+      // Same-isolate wake-ups end a request's own wait sooner: each waiter creates its own promise, which workerd
+      // settles in the waiter's request (src/store/wakeup.ts; needs compatibility_date >= 2024-10-14).
+      store: createStore(config),
       log,
       background: (work) => {
         const ctx = requestContext.getStore();

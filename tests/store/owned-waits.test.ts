@@ -3,7 +3,8 @@
  * and in-process wake-ups may only end a wait sooner. Two router app instances share ONE Upstash store object, as
  * requests of one Workers isolate do, with in-process wake-ups switched off entirely; one instance is stopped while
  * its worker's poll is parked. Every request on the other instance still completes, exactly, by its own waits.
- * And in "owned" mode a notify from another request only marks a waiter: the waiter's own timer ends its wait.
+ * And a waiter's wait is its own: its own timer ends it when no wake-up comes, a wake-up only ends it sooner, and a
+ * waiter that stopped (a Workers request whose client left runs no timers) does not stay parked for good.
  */
 import assert from "node:assert/strict";
 import { Wakeup } from "../../src/store/wakeup.ts";
@@ -41,15 +42,34 @@ Deno.test("owned waits: with no in-process wake-ups and one app instance stopped
   });
 });
 
-Deno.test("owned waits: a notify only marks the waiter; its own timer ends the wait", async () => {
-  const wakeup = new Wakeup("owned", 20);
+Deno.test("owned waits: a wake-up only ends a wait sooner; its own timer ends it otherwise", async () => {
+  const wakeup = new Wakeup("direct");
   const woken = wakeup.wait(["job:1"], 5_000);
   wakeup.notify("job:1");
-  assert.equal(wakeup.size, 0, "a notified waiter leaves the table at once (a stopped request must not stay)");
+  assert.equal(wakeup.size, 0, "a woken waiter leaves the table at once");
   assert.equal(await woken, true);
-  assert.equal(await wakeup.wait(["job:2"], 30), false);
+  assert.equal(await wakeup.wait(["job:2"], 30), false, "no wake-up: its own timer ends the wait");
+  assert.equal(wakeup.size, 0);
   const off = new Wakeup("off");
   const never = off.wait(["job:3"], 50);
   off.notify("job:3");
   assert.equal(await never, false);
+});
+
+Deno.test("owned waits: a waiter whose request stopped (its timer never ran) leaves the table", () => {
+  // The store's clock jumps past the waiter's own deadline without its timer running, as on Workers for a request
+  // whose client left.
+  let skewMs = 0;
+  const wakeup = new Wakeup("direct", () => performance.now() + skewMs);
+  const stopped = new AbortController();
+  void wakeup.wait(["job:stopped"], 1_000, stopped.signal);
+  skewMs = 10_000;
+  const live = Array.from({ length: 300 }, (_, i) => {
+    const abort = new AbortController();
+    void wakeup.wait([`job:live-${i}`], 60_000, abort.signal);
+    return abort;
+  });
+  assert.equal(wakeup.size, 300, "the stopped request's waiter was dropped; live waiters stay");
+  for (const abort of [stopped, ...live]) abort.abort();
+  assert.equal(wakeup.size, 0);
 });

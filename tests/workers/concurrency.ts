@@ -31,7 +31,7 @@ export interface ConcurrencyResult {
   tally: Record<string, number>;
   /** Requests that failed, with what they said (at most 10). */
   failures: string[];
-  /** workerd log lines that mention a hung or cancelled request. */
+  /** workerd log lines that mention a hung or cancelled request, or I/O on behalf of a different request. */
   hungLogLines: string[];
   seconds: number;
   /** Store commands counted by the bridge during the load. */
@@ -113,7 +113,10 @@ export async function runConcurrency(stack: WorkersStack, shape: ConcurrencyShap
       .map((o) => `${o.kind} ${o.status ?? ""} ${o.detail ?? ""}`);
     const logFile = Deno.env.get("AUXOT_TEST_WORKERD_LOG");
     if (logFile) await Deno.writeTextFile(logFile, router.logs());
-    const hungLogLines = router.logs().split("\n").filter((line) => /hung|cancel/i.test(line)).slice(0, 20);
+    const hungLogLines = router.logs().split("\n").filter((line) => /hung|cancel|different request/i.test(line)).slice(
+      0,
+      20,
+    );
     return { outcomes, tally, failures, hungLogLines, seconds };
   } finally {
     await Promise.all(workers.map((w) => w.stop()));

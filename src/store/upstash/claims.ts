@@ -1,6 +1,7 @@
 /**
  * Worker polls on the Upstash store: the claim script (heartbeat, leases, cancellations, jobs handed out) and the
- * parked wait between claims (BLPOP on the lanes' wake lists, raced against in-process wake-ups).
+ * parked wait between claims (BLPOP on the lanes' wake lists, which Redis ends when a job is enqueued or re-queued;
+ * in-process wake-ups end only the polling fallback's waits sooner).
  *
  * Cost: a poll claims first only when its last claim through this instance may have left something behind.
  * When that claim left the lanes empty and held no job back for another worker, and anything enqueued
@@ -186,7 +187,7 @@ export class Claims {
         return woken || !signal.aborted;
       }
       const blockMs = Math.min(left, parts.maxBlockMs);
-      const outcome = await parts.race(topics, blockMs, signal, async (abort) => {
+      const outcome = await parts.block(signal, async (abort) => {
         const popped = await parts.rest.command(["BLPOP", ...wakeKeys, (blockMs / 1000).toFixed(3)], {
           signal: abort,
           timeoutMs: blockMs + BLOCK_HTTP_MARGIN_MS,

@@ -1,11 +1,11 @@
 /**
  * What the pieces of the Upstash store share (REST client, scripts, keys, options, in-process wake-ups, recent
- * batches), and the one way they wait: `race`, a blocking Redis command raced against an in-process wake-up.
+ * batches), and the one way they block: `block`, the caller's own blocking Redis command.
  *
  * The waiting rule (see docs/store.md, "Who owns a wait"): every waiting request owns its wait — its
  * own blocking command, or its own timer-driven poll — and an in-process wake-up may only make that wait end
- * sooner. Nothing here lets one request's promise be settled by another request's I/O: on Workers the wake-ups
- * are delivered through the waiter's own timer (src/store/wakeup.ts, "owned" mode).
+ * sooner. Nothing here lets a request await a promise that another request created: a waiter's wake-up promise is
+ * created by the waiter itself (src/store/wakeup.ts), which on Workers makes its continuation run in its own request.
  */
 import type { StoreOptions } from "../store.ts";
 import { StoreError } from "../store.ts";
@@ -15,8 +15,7 @@ import { ScriptRunner } from "./lua/runner.ts";
 import { RecentBatches } from "./recent.ts";
 import { RedisReplyError, UpstashRest } from "./rest.ts";
 
-export type RaceOutcome<T> =
-  | { kind: "local" }
+export type BlockOutcome<T> =
   | { kind: "remote"; value: T }
   | { kind: "timeout" }
   | { kind: "fallback" };
@@ -90,47 +89,26 @@ export class UpstashParts {
   }
 
   /**
-   * Waits for whichever comes first: an in-process wake-up on `topics` (direct delivery only), or the blocking
-   * command `remote` (which must end within about `ms`). Both belong to the calling request: the wake-up is seen by its own wait, the
-   * command is its own fetch. The loser is aborted and awaited, so no request outlives the wait.
+   * Runs the blocking command `remote` (which must end within about `ms`) as the caller's own wait: Redis ends it as
+   * soon as the write it waits for lands, whichever instance wrote it, so an in-process wake-up would save at most a
+   * round trip — and on Workers cost a timer per wait, and an aborted fetch whenever it won. `signal` aborts it.
    */
-  async race<T>(
-    topics: string[],
-    ms: number,
+  async block<T>(
     signal: AbortSignal,
     remote: (abort: AbortSignal) => Promise<T | null>,
-  ): Promise<RaceOutcome<T>> {
-    const abort = new AbortController();
-    const stop = () => abort.abort();
-    signal.addEventListener("abort", stop, { once: true });
-    // Owned wake-ups are seen by a timer tick: not worth ticking through a whole blocking command, which ends by
-    // itself as soon as the notifier's write lands in Redis (on Workers a 50 s poll of ticks would also spend the
-    // request's CPU budget).
-    const local = this.wakeup.delivery === "direct"
-      ? this.wakeup.wait(topics, ms, abort.signal)
-      : Promise.resolve(false);
-    const pending = remote(abort.signal);
+  ): Promise<BlockOutcome<T>> {
     try {
-      return await new Promise<RaceOutcome<T>>((resolve, reject) => {
-        local.then((woken) => woken && resolve({ kind: "local" }));
-        pending.then(
-          (value) => resolve(value === null ? { kind: "timeout" } : { kind: "remote", value }),
-          (err) => {
-            if (abort.signal.aborted) return resolve({ kind: "timeout" });
-            if (!(err instanceof RedisReplyError || err instanceof StoreError)) return reject(err);
-            // Refused by the service: poll from now on. Failed in transit: poll for a while. Either way the caller
-            // checks again at once with an ordinary (retried) command, which reports a real outage as an error.
-            this.#pollUntil = err instanceof RedisReplyError
-              ? Number.POSITIVE_INFINITY
-              : performance.now() + BLOCKING_RETRY_MS;
-            resolve({ kind: "fallback" });
-          },
-        );
-      });
-    } finally {
-      abort.abort();
-      signal.removeEventListener("abort", stop);
-      await Promise.allSettled([local, pending]);
+      const value = await remote(signal);
+      return value === null ? { kind: "timeout" } : { kind: "remote", value };
+    } catch (err) {
+      if (signal.aborted) return { kind: "timeout" };
+      if (!(err instanceof RedisReplyError || err instanceof StoreError)) throw err;
+      // Refused by the service: poll from now on. Failed in transit: poll for a while. Either way the caller checks
+      // again at once with an ordinary (retried) command, which reports a real outage as an error.
+      this.#pollUntil = err instanceof RedisReplyError
+        ? Number.POSITIVE_INFINITY
+        : performance.now() + BLOCKING_RETRY_MS;
+      return { kind: "fallback" };
     }
   }
 }

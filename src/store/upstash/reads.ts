@@ -6,7 +6,7 @@
  *   of a job enqueued here (the enqueue marked it).
  * A job enqueued here is first awaited in memory for ENQUEUED_LOCAL_FIRST_MS (one router: its worker posts here too),
  * a job whose batches already came through here for LOCAL_FIRST_MS; after that the caller blocks on Redis.
- * Every wait is the caller's own: its XREAD, its own timer; in-process wake-ups only end it sooner.
+ * Every wait is the caller's own: its XREAD, or its own timer (in-process wake-ups end a wait in memory sooner).
  */
 import { jobTopic } from "../shared.ts";
 import type { JobState, ReadResult } from "../store.ts";
@@ -145,17 +145,8 @@ export class Reads {
         continue;
       }
       const blockMs = Math.min(remaining, parts.maxBlockMs);
-      const outcome = await parts.race(
-        topics,
-        blockMs,
-        signal,
-        (abort) => this.#xread(eventsKey, cursor, blockMs, abort),
-      );
+      const outcome = await parts.block(signal, (abort) => this.#xread(eventsKey, cursor, blockMs, abort));
       if (outcome.kind === "remote") return outcome.value;
-      if (outcome.kind === "local") {
-        const local = parts.recent.after(jobId, cursor);
-        if (local) return local;
-      }
       if (outcome.kind === "fallback") backoffMs = 0; // check again at once, by polling
     }
   }

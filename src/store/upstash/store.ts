@@ -57,8 +57,8 @@ export interface UpstashStoreConfig {
   /** Longest single blocking command in ms (default 60 s). */
   maxBlockMs?: number;
   /**
-   * How same-instance wake-ups reach a waiter (src/store/wakeup.ts): "owned" where requests share an isolate but
-   * must not settle each other's promises (Cloudflare Workers), "direct" in one process (Deno; the default).
+   * Same-instance wake-ups (src/store/wakeup.ts): "direct" (the default, Deno and Workers alike) or "off" (tests:
+   * every wait then ends by its own blocking command or timer).
    */
   wakeups?: WakeupDelivery;
   /**
