@@ -68,6 +68,8 @@ export const WorkerInfo = z.object({
   tokensPerSecond: z.number().nonnegative().optional(),
   /** Models served now, each with its own slots. Absent: the worker serves the policy's default model (`loaded`). */
   models: z.array(ServedModel).max(64).optional(),
+  /** Posts within a second of being handed a job: a job it never posts for is taken back within seconds. */
+  postsProgress: z.boolean().optional(),
 });
 export type WorkerInfo = z.infer<typeof WorkerInfo>;
 

@@ -181,6 +181,7 @@ export class WorkerLoop {
       free: Math.max(0, slots - this.#running.size),
       ...(this.#loaded ? { loaded: this.#loaded } : {}),
       ...engine.describe(),
+      postsProgress: true, // BatchingSink posts progress within a second of a job's start
     };
   }
 

@@ -151,6 +151,8 @@ export class Claims {
         claimId: crypto.randomUUID(),
         wakeCap: WAKE_CAP,
         wakeTtlMs: WAKE_TTL_MS,
+        // Its jobs may be taken back by their callers when it never posts (docs/store.md, "Lost wake-ups").
+        postsProgress: req.worker.postsProgress === true ? 1 : 0,
       }, [...activeJobs, ...req.lanes, ...conversations]),
       "claim",
     );

@@ -7,6 +7,12 @@
  * A job enqueued here is first awaited in memory for ENQUEUED_LOCAL_FIRST_MS (one router: its worker posts here too),
  * a job whose batches already came through here for LOCAL_FIRST_MS; after that the caller blocks on Redis.
  * Every wait is the caller's own: its XREAD, or its own timer (in-process wake-ups end a wait in memory sooner).
+ * A caller that has seen no batch RECOVER_FIRST_MS after it began waiting runs the read script's recovery check, then
+ * at doubling gaps: a queued job's lane with no wake token is woken again (a poll took the token and never claimed),
+ * and a job claimed by a poll that outlived its worker (under workerd a poll whose client left still runs, and its
+ * BLPOP, first in Redis's queue, takes the next job's token and claims it) goes back to its lane. Without it the job
+ * waits for the parked workers' own BLPOPs or the lease to end (~50 s). Only that slow path pays (one read script
+ * per gap: jobs start and post progress within about a second); see docs/store.md, "Lost wake-ups".
  */
 import { jobTopic } from "../shared.ts";
 import type { JobState, ReadResult } from "../store.ts";
@@ -19,6 +25,8 @@ import {
   POLL_MIN_MS,
   REMAINDER_MIN_MS,
   type UpstashParts,
+  WAKE_CAP,
+  WAKE_TTL_MS,
 } from "./parts.ts";
 import { asArray, asState, asString, parseEntries, toRead, unknownJob } from "./replies.ts";
 
@@ -29,6 +37,11 @@ const READ_BATCH = 1_000;
 const LOCAL_FIRST_MS = 2_000;
 /** A reader of a job enqueued here, before any batch: its first batch most likely comes through here too. */
 const ENQUEUED_LOCAL_FIRST_MS = 300;
+/** A caller with no batch yet runs the recovery check after this long, then at doubling gaps up to RECOVER_MAX_MS. */
+const RECOVER_FIRST_MS = 2_000;
+const RECOVER_MAX_MS = 16_000;
+/** A claimed job whose worker posted nothing for this long is taken back (live workers post progress every second). */
+const UNCONFIRMED_MS = 4_000;
 /** Jobs whose reads are tracked here at most. */
 const TRACKED_READS = 10_000;
 
@@ -40,6 +53,11 @@ interface Tracked {
   state: JobState;
   /** Enqueued through this instance and no batch seen yet. */
   enqueuedHere: boolean;
+  /** Until a batch is seen: when (performance.now()) the recovery check is due, and the gap after that. */
+  recoverAt: number;
+  recoverGapMs: number;
+  /** A batch of the job has been seen: it started, no recovery check is needed. */
+  sawBatch: boolean;
 }
 
 export class Reads {
@@ -52,7 +70,7 @@ export class Reads {
 
   /** A job this instance just enqueued: its caller is marked alive already (the enqueue script did it). */
   enqueued(jobId: string): void {
-    this.#track(jobId, { markedAt: this.#parts.opts.now(), state: "queued", enqueuedHere: true });
+    this.#track(jobId, { markedAt: this.#parts.opts.now(), state: "queued", enqueuedHere: true, ...firstRecover() });
   }
 
   async readEvents(jobId: string, cursor: string, waitMs: number, signal?: AbortSignal): Promise<ReadResult> {
@@ -73,8 +91,11 @@ export class Reads {
         this.#reads.delete(jobId);
         return unknownJob(cursor);
       }
-      this.#track(jobId, { markedAt: now, state: read.state, enqueuedHere: false });
-      if (read.events.length > 0 || FINAL_STATES.has(read.state)) return read;
+      const recover = seen
+        ? { recoverAt: seen.recoverAt, recoverGapMs: seen.recoverGapMs, sawBatch: seen.sawBatch }
+        : firstRecover();
+      this.#track(jobId, { markedAt: now, state: read.state, enqueuedHere: false, ...recover });
+      if (read.events.length > 0 || FINAL_STATES.has(read.state)) return this.#noteRead(jobId, read);
       state = read.state;
     } else {
       state = seen.state;
@@ -83,14 +104,34 @@ export class Reads {
     return waited ? this.#noteRead(jobId, waited) : { events: [], cursor, state };
   }
 
-  /** The read script: batches after `cursor` and the job's state; null for an unknown job. */
-  async #readOnce(jobId: string, cursor: string): Promise<ReadResult | null> {
-    const k = this.#parts.keys;
+  /** The read script: batches after `cursor` and the job's state; null for an unknown job. With `recover`, its
+   * recovery check (see the module comment). */
+  async #readOnce(jobId: string, cursor: string, recover = false): Promise<ReadResult | null> {
+    const { keys: k, prefixes: p } = this.#parts;
     const reply = asArray(
       await this.#parts.scripts.run(
         readEventsScript,
-        { job: k.job(jobId), events: k.events(jobId), callers: k.callers },
-        { id: jobId, cursor, now: this.#parts.opts.now(), count: READ_BATCH },
+        {
+          job: k.job(jobId),
+          events: k.events(jobId),
+          callers: k.callers,
+          running: k.running,
+          lanes: k.lanes,
+          queueDeadlines: k.queueDeadlines,
+        },
+        {
+          id: jobId,
+          cursor,
+          now: this.#parts.opts.now(),
+          count: READ_BATCH,
+          recover: recover ? 1 : 0,
+          unconfirmedMs: UNCONFIRMED_MS,
+          lanePrefix: p.lanePrefix,
+          affinityPrefix: p.affinityPrefix,
+          wakePrefix: p.wakePrefix,
+          wakeCap: WAKE_CAP,
+          wakeTtlMs: WAKE_TTL_MS,
+        },
       ),
       "read_events",
     );
@@ -139,15 +180,45 @@ export class Reads {
         const local = parts.recent.after(jobId, cursor);
         if (local) return local;
         if (signal.aborted) return null;
-        const polled = await this.#readOnce(jobId, cursor);
+        const polled = await this.#readOnce(jobId, cursor, this.#recoverIn(jobId) <= 0);
         if (polled === null) return unknownJob(cursor);
+        this.#afterRead(jobId, polled);
         if (polled.events.length > 0 || FINAL_STATES.has(polled.state)) return polled;
         continue;
       }
-      const blockMs = Math.min(remaining, parts.maxBlockMs);
+      // No batch yet past the recovery time: the recovery check (see the module comment) also marks the caller alive.
+      const recoverIn = this.#recoverIn(jobId);
+      if (recoverIn <= 0) {
+        const read = await this.#readOnce(jobId, cursor, true);
+        if (read === null) return unknownJob(cursor);
+        this.#afterRead(jobId, read);
+        if (read.events.length > 0 || FINAL_STATES.has(read.state)) return read;
+        continue;
+      }
+      const blockMs = Math.min(remaining, parts.maxBlockMs, Math.max(recoverIn, MIN_WAIT_MS));
       const outcome = await parts.block(signal, (abort) => this.#xread(eventsKey, cursor, blockMs, abort));
       if (outcome.kind === "remote") return outcome.value;
       if (outcome.kind === "fallback") backoffMs = 0; // check again at once, by polling
+    }
+  }
+
+  /** Milliseconds until the job's recovery check is due (<= 0: now); Infinity once a batch was seen or it ended. */
+  #recoverIn(jobId: string): number {
+    const tracked = this.#reads.get(jobId);
+    if (!tracked || tracked.sawBatch || FINAL_STATES.has(tracked.state)) return Number.POSITIVE_INFINITY;
+    return tracked.recoverAt - performance.now();
+  }
+
+  /** After a read script run while waiting: the caller was marked alive; a due recovery check moves to the next gap. */
+  #afterRead(jobId: string, read: ReadResult): void {
+    const tracked = this.#reads.get(jobId);
+    if (!tracked) return;
+    tracked.markedAt = this.#parts.opts.now();
+    tracked.state = read.state;
+    if (read.events.length > 0) tracked.sawBatch = true;
+    if (tracked.recoverAt <= performance.now()) {
+      tracked.recoverAt = performance.now() + tracked.recoverGapMs;
+      tracked.recoverGapMs = Math.min(tracked.recoverGapMs * 2, RECOVER_MAX_MS);
     }
   }
 
@@ -169,6 +240,7 @@ export class Reads {
     if (seen) {
       seen.state = read.state;
       seen.enqueuedHere = false;
+      if (read.events.length > 0) seen.sawBatch = true;
     }
     return read;
   }
@@ -178,4 +250,8 @@ export class Reads {
     this.#reads.set(jobId, read);
     if (this.#reads.size > TRACKED_READS) this.#reads.delete(this.#reads.keys().next().value!);
   }
+}
+
+function firstRecover(): Pick<Tracked, "recoverAt" | "recoverGapMs" | "sawBatch"> {
+  return { recoverAt: performance.now() + RECOVER_FIRST_MS, recoverGapMs: RECOVER_FIRST_MS * 2, sawBatch: false };
 }

@@ -6,7 +6,7 @@
  *       running, queueDeadlines, lanes, claimReply (claim-reply:{id})
  * ARGV  workerId, info (WorkerInfo JSON), free, now, leaseMs, workerTtlMs, affinityWaitMs, max, jobPrefix,
  *       lanePrefix, affinityPrefix, wakePrefix, workerPrefix, workerConversationsPrefix, activeCount, laneCount,
- *       conversationCount, claimId (unique per claim call), wakeCap, wakeTtlMs; then (variadic) the active job ids,
+ *       conversationCount, claimId (unique per claim call), wakeCap, wakeTtlMs, postsProgress (1|0); then (variadic) the active job ids,
  *       the lanes served, the conversation keys cached
  * Repeatable: a claim that handed out jobs keeps its reply under claim-reply:{id} (20 s at most, until the worker's
  *   next claim); a retry of the
@@ -19,7 +19,7 @@
  *   set and conversation-holders entries replaced (the conversations advertised plus those of its jobs still
  *   leased); running[id] = now + leaseMs for its live jobs; a cancelled job whose worker hears of it here is
  *   released (worker field removed); each taken job: out of its lane, affinity and queue-deadline indexes, state
- *   running, worker set, next = 0, leased, and its conversation (if any) added to the worker's set and recorded
+ *   running, worker set, next = 0, claimedAt = now (only for a worker that postsProgress), leased, and its conversation (if any) added to the worker's set and recorded
  *   as held by it (claim-time holder record); a lane left empty is dropped from `lanes` with its wake tokens; a
  *   lane that still holds jobs after this claim gets a wake token, so a parked worker whose wake-up this claim
  *   consumed is not left sleeping.
@@ -62,6 +62,7 @@ export const claimScript = defineScript({
     "claimId",
     "wakeCap",
     "wakeTtlMs",
+    "postsProgress",
   ],
   helpers: [WAKE_LANE],
   body: `
@@ -150,6 +151,11 @@ local function take(lane, id)
   redis.call('LREM', ARG_lanePrefix .. lane, 1, id)
   local jobKey = ARG_jobPrefix .. id
   redis.call('HSET', jobKey, 'state', 'running', 'worker', ARG_workerId, 'next', 0)
+  if ARG_postsProgress == '1' then
+    redis.call('HSET', jobKey, 'claimedAt', now)
+  else
+    redis.call('HDEL', jobKey, 'claimedAt')
+  end
   redis.call('ZADD', KEY_running, leaseUntil, id)
   redis.call('ZREM', KEY_queueDeadlines, id)
   redis.call('ZREM', ARG_affinityPrefix .. lane, id)
