@@ -7,6 +7,7 @@ import type { ChatMessage, ChatRequest, ContentPart } from "../../src/protocol/c
 import type { FinishReason, JobEvent } from "../../src/protocol/events.ts";
 import type { LoadedModel, Policy, WorkerJob } from "../../src/protocol/worker-protocol.ts";
 import type { Engine, EventSink } from "../common/engine.ts";
+import { SseDataLines } from "../common/sse-data.ts";
 import { type ImageFetchOptions, inlineImages } from "./image-inline.ts";
 
 export interface ExternalEngineOptions {
@@ -85,9 +86,24 @@ export class ExternalEngine implements Engine {
     }
     sink.emit({ type: "start", model: this.#model });
     const relay = new ChunkRelay(sink);
-    for await (const data of sseData(response.body)) {
-      if (data === "[DONE]") break;
-      relay.chunk(JSON.parse(data));
+    const lines = new SseDataLines();
+    const reader = response.body.getReader();
+    let finished = false;
+    try {
+      reading: for (;;) {
+        const { value, done } = await reader.read();
+        if (done) {
+          finished = true;
+          break;
+        }
+        for (const data of lines.push(value)) {
+          if (data === "[DONE]") break reading;
+          relay.chunk(JSON.parse(data));
+        }
+      }
+    } finally {
+      // Stopped early ([DONE], a bad chunk): let go of the engine's stream, as leaving a for-await loop does.
+      if (!finished) await reader.cancel().catch(() => {});
     }
     relay.finish();
   }
@@ -158,20 +174,6 @@ interface OpenAIChunk {
     finish_reason?: string | null;
   }[];
   usage?: { prompt_tokens?: number; completion_tokens?: number; prompt_tokens_details?: { cached_tokens?: number } };
-}
-
-async function* sseData(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for await (const chunk of body) {
-    buffer += decoder.decode(chunk, { stream: true });
-    let end;
-    while ((end = buffer.indexOf("\n")) >= 0) {
-      const line = buffer.slice(0, end).replace(/\r$/, "");
-      buffer = buffer.slice(end + 1);
-      if (line.startsWith("data:")) yield line.slice(5).trimStart();
-    }
-  }
 }
 
 function sampling(request: ChatRequest) {
