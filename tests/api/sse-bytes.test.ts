@@ -104,6 +104,20 @@ Deno.test("SSE bytes: a streamed answer's token chunks take the byte path", () =
   assert.equal(encoder.pushBytes({ type: "done", finishReason: "stop" }, out), false);
 });
 
+Deno.test("SSE bytes: an Anthropic stream's text deltas take the byte path", () => {
+  const encoder = new AnthropicStreamEncoder(metas[1]);
+  const out = new SseBytes();
+  assert.equal(encoder.pushBytes({ type: "text", text: "hi" }, out), false, "message_start goes first, as a string");
+  encoder.push({ type: "start", model: "m" });
+  assert.equal(encoder.pushBytes({ type: "text", text: "hi" }, out), false, "the block's start, as a string");
+  encoder.push({ type: "text", text: "first" });
+  for (const text of TEXTS.filter(Boolean)) assert.equal(encoder.pushBytes({ type: "text", text }, out), true);
+  assert.equal(encoder.pushBytes({ type: "text", text: "" }, out), false);
+  assert.equal(encoder.pushBytes({ type: "reasoning", text: "r" }, out), false);
+  encoder.push({ type: "done", finishReason: "stop" });
+  assert.equal(encoder.pushBytes({ type: "text", text: "late" }, out), false);
+});
+
 Deno.test("SSE bytes: jsonString is JSON.stringify's UTF-8, and the writer grows", () => {
   const out = new SseBytes();
   const all: string[] = [];
