@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { AnthropicStreamEncoder } from "../../src/api/anthropic/render.ts";
 import { ChatChunkEncoder, CompletionChunkEncoder } from "../../src/api/openai/render.ts";
 import type { StreamEncoder } from "../../src/api/flavour.ts";
+import { ResponsesStreamEncoder } from "../../src/api/responses/stream.ts";
 import { SseBytes } from "../../src/api/sse-bytes.ts";
 import { errorFromEvent, renderBatch } from "../../src/dispatch/chat.ts";
 import type { JobEvent } from "../../src/protocol/events.ts";
@@ -61,6 +62,13 @@ function stringBatch(encoder: StreamEncoder, events: JobEvent[]): Uint8Array {
   return new TextEncoder().encode(text);
 }
 
+const echo = (summary: boolean) => ({
+  fields: { instructions: "be brief" },
+  tools: {},
+  summary,
+  encryptedReasoning: false,
+});
+
 const metas = [
   { id: "abc123", created: 1_700_000_000, model: 'tiny "model"' },
   { id: "d9", created: 1, model: "modèle-😀" },
@@ -70,6 +78,8 @@ const encoders: [string, (meta: (typeof metas)[number]) => StreamEncoder][] = [
   ["chat without usage", (meta) => new ChatChunkEncoder(meta, false)],
   ["completions", (meta) => new CompletionChunkEncoder(meta, true)],
   ["anthropic", (meta) => new AnthropicStreamEncoder(meta)],
+  ["responses", (meta) => new ResponsesStreamEncoder(meta, echo(false))],
+  ["responses with reasoning summaries", (meta) => new ResponsesStreamEncoder(meta, echo(true))],
 ];
 
 Deno.test("SSE bytes: every encoder's batches are the string path's bytes, for random events in random batches", () => {
@@ -115,6 +125,21 @@ Deno.test("SSE bytes: an Anthropic stream's text deltas take the byte path", () 
   assert.equal(encoder.pushBytes({ type: "text", text: "" }, out), false);
   assert.equal(encoder.pushBytes({ type: "reasoning", text: "r" }, out), false);
   encoder.push({ type: "done", finishReason: "stop" });
+  assert.equal(encoder.pushBytes({ type: "text", text: "late" }, out), false);
+});
+
+Deno.test("SSE bytes: a Responses stream's message text takes the byte path, numbered in sequence", () => {
+  const encoder = new ResponsesStreamEncoder(metas[0], echo(false));
+  const out = new SseBytes();
+  assert.equal(encoder.pushBytes({ type: "text", text: "hi" }, out), false, "response.created goes first");
+  encoder.push({ type: "start", model: "m" });
+  assert.equal(encoder.pushBytes({ type: "text", text: "hi" }, out), false, "the message item opens as a string");
+  encoder.push({ type: "text", text: "first" });
+  for (const text of TEXTS.filter(Boolean)) assert.equal(encoder.pushBytes({ type: "text", text }, out), true);
+  assert.equal(encoder.pushBytes({ type: "text", text: "" }, out), false);
+  assert.equal(encoder.pushBytes({ type: "reasoning", text: "r" }, out), false);
+  const done = encoder.push({ type: "done", finishReason: "stop" });
+  assert.ok(done.includes('"text":"first' + TEXTS.filter(Boolean).join("").slice(0, 20)), "the text is in the item");
   assert.equal(encoder.pushBytes({ type: "text", text: "late" }, out), false);
 });
 
