@@ -78,7 +78,6 @@ function streamBody(
 ): ReadableStream<Uint8Array> {
   const encoder = d.flavour.encoder(meta, d.request, d.render);
   const bytes = new TextEncoder();
-  const out = new SseBytes();
   const aborter = new AbortController();
   let pending: JobEvent[] | undefined = first;
   return new ReadableStream<Uint8Array>({
@@ -86,13 +85,15 @@ function streamBody(
       try {
         const events = pending ?? await job.next(aborter.signal, true);
         pending = undefined;
-        renderBatch(encoder, events, out);
-        if (out.length > 0) controller.enqueue(out.take());
+        // The shared writer is filled and emptied with no await between: no other stream can interleave.
+        batchBytes.clear();
+        renderBatch(encoder, events, batchBytes);
+        if (batchBytes.length > 0) controller.enqueue(batchBytes.take());
         if (job.finished) controller.close();
       } catch (err) {
         // The store failed mid-stream: say so in the stream rather than ending it as if complete.
         ctx.log.warn("stream relay failed", { job: job.id, error: err });
-        out.clear();
+        batchBytes.clear();
         controller.enqueue(bytes.encode(encoder.fail(new ApiError("api_error", "The router lost track of this job."))));
         controller.close();
         await job.cancel("timeout").catch(() => {});
@@ -104,6 +105,9 @@ function streamBody(
     },
   });
 }
+
+/** One writer for every stream's batches (it grows to the largest batch once, instead of per stream). */
+const batchBytes = new SseBytes();
 
 /**
  * One batch of events as SSE bytes (a keep-alive for an empty batch), written in place: a token costs about the
