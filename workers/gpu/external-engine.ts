@@ -60,7 +60,9 @@ export class ExternalEngine implements Engine {
   async run(job: WorkerJob, sink: EventSink, signal: AbortSignal): Promise<void> {
     if (job.kind !== "chat") throw new Error("a GPU worker runs chat jobs only");
     // The engine gets data: URLs only: it must not fetch callers' URLs from the GPU host's network.
-    const request = await inlineImages(job.request, this.opts.images ?? {}, signal);
+    const request = hasImagesToFetch(job.request)
+      ? await inlineImages(job.request, this.opts.images ?? {}, signal)
+      : job.request; // what inlineImages would return, without its copies and awaits per message
     const completions = request.prompt !== undefined;
     const body = completions ? completionBody(request, this.#model) : chatBody(request, this.#model);
     if (job.mode === "count_tokens") {
@@ -174,6 +176,14 @@ interface OpenAIChunk {
     finish_reason?: string | null;
   }[];
   usage?: { prompt_tokens?: number; completion_tokens?: number; prompt_tokens_details?: { cached_tokens?: number } };
+}
+
+/** Whether a message has an image that inlineImages fetches (one not given as a data: URL). */
+function hasImagesToFetch(request: ChatRequest): boolean {
+  return request.messages.some((message) =>
+    "content" in message && Array.isArray(message.content) &&
+    message.content.some((part) => part.type === "image" && !part.url.startsWith("data:"))
+  );
 }
 
 function sampling(request: ChatRequest) {
