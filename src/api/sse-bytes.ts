@@ -8,9 +8,11 @@
  * encoder's byte path must produce what its string path would, encoded (tests/api/sse-bytes.test.ts holds them).
  */
 const utf8 = new TextEncoder();
+const INITIAL_BYTES = 16 * 1024;
+const MAX_KEPT_BYTES = 256 * 1024;
 
 export class SseBytes {
-  #buffer = new Uint8Array(2048);
+  #buffer = new Uint8Array(INITIAL_BYTES);
   #length = 0;
 
   get length(): number {
@@ -57,6 +59,8 @@ export class SseBytes {
   take(): Uint8Array {
     const out = this.#buffer.slice(0, this.#length);
     this.#length = 0;
+    // A rare huge batch does not leave its buffer held for good (the router's writer lives as long as the process).
+    if (this.#buffer.length > MAX_KEPT_BYTES) this.#buffer = new Uint8Array(INITIAL_BYTES);
     return out;
   }
 

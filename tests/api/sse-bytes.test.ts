@@ -153,6 +153,11 @@ Deno.test("SSE bytes: jsonString is JSON.stringify's UTF-8, and the writer grows
   }
   for (const text of all) out.jsonString(text);
   assert.deepEqual(out.take(), new TextEncoder().encode(all.map((t) => JSON.stringify(t)).join("")));
+  const huge = "y".repeat(300_000);
+  out.jsonString(huge);
+  assert.equal(out.take().length, 300_002);
+  out.jsonString("small");
+  assert.deepEqual(out.take(), new TextEncoder().encode('"small"'), "after a huge batch, a fresh buffer");
   out.text("dropped");
   out.clear();
   assert.equal(out.take().length, 0);
