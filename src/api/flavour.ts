@@ -12,6 +12,7 @@ import type { ModelAlias } from "../policy/models.ts";
 import type { Policy } from "../protocol/worker-protocol.ts";
 import type { ChatRequest, ToolChoice } from "../protocol/chat.ts";
 import type { JobEvent } from "../protocol/events.ts";
+import type { SseBytes } from "./sse-bytes.ts";
 
 /** Facts about the response that are not in the events. */
 export interface ResponseMeta {
@@ -27,6 +28,11 @@ export interface ResponseMeta {
 export interface StreamEncoder {
   /** SSE text to send for this event ("" when nothing is sent). */
   push(event: JobEvent): string;
+  /**
+   * Optional byte path for the per-token events: writes exactly the UTF-8 of what `push` would return and returns
+   * true, or returns false (writing nothing, changing nothing) to leave the event to `push`.
+   */
+  pushBytes?(event: JobEvent, out: SseBytes): boolean;
   /** SSE text for a failure after the stream started (an error event in the flavour's own shape). */
   fail(error: ApiError): string;
   /** SSE keep-alive text sent while waiting (a comment or the flavour's ping event). */

@@ -4,8 +4,9 @@
  * as they arrive — as SSE or gathered into one body. A caller that leaves cancels its job; a job past its
  * deadline is cancelled and reported as an explicit error, never as a normal-looking end.
  */
-import type { ChatFlavour, RenderOptions, ResponseMeta } from "../api/flavour.ts";
+import type { ChatFlavour, RenderOptions, ResponseMeta, StreamEncoder } from "../api/flavour.ts";
 import { ApiError } from "../http/errors.ts";
+import { SseBytes } from "../api/sse-bytes.ts";
 import { json, sse } from "../http/responses.ts";
 import type { ChatRequest } from "../protocol/chat.ts";
 import type { JobEvent } from "../protocol/events.ts";
@@ -84,16 +85,15 @@ function streamBody(
       try {
         const events = pending ?? await job.next(aborter.signal, true);
         pending = undefined;
-        let text = "";
-        for (const event of events) {
-          text += event.type === "error" ? encoder.fail(errorFromEvent(event)) : encoder.push(event);
-        }
-        if (events.length === 0) text = encoder.keepAlive();
-        if (text) controller.enqueue(bytes.encode(text));
+        // The shared writer is filled and emptied with no await between: no other stream can interleave.
+        batchBytes.clear();
+        renderBatch(encoder, events, batchBytes);
+        if (batchBytes.length > 0) controller.enqueue(batchBytes.take());
         if (job.finished) controller.close();
       } catch (err) {
         // The store failed mid-stream: say so in the stream rather than ending it as if complete.
         ctx.log.warn("stream relay failed", { job: job.id, error: err });
+        batchBytes.clear();
         controller.enqueue(bytes.encode(encoder.fail(new ApiError("api_error", "The router lost track of this job."))));
         controller.close();
         await job.cancel("timeout").catch(() => {});
@@ -104,6 +104,21 @@ function streamBody(
       await job.cancel("caller_left");
     },
   });
+}
+
+/** One writer for every stream's batches (it grows to the largest batch once, instead of per stream). */
+const batchBytes = new SseBytes();
+
+/**
+ * One batch of events as SSE bytes (a keep-alive for an empty batch), written in place: a token costs about the
+ * bytes it sends, not its strings thrice over. The bytes are those of the encoder's strings joined and encoded.
+ */
+export function renderBatch(encoder: StreamEncoder, events: JobEvent[], out: SseBytes): void {
+  for (const event of events) {
+    if (event.type === "error") out.text(encoder.fail(errorFromEvent(event)));
+    else if (!encoder.pushBytes?.(event, out)) out.text(encoder.push(event));
+  }
+  if (events.length === 0) out.text(encoder.keepAlive());
 }
 
 function startModel(events: JobEvent[]): string | undefined {

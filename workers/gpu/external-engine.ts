@@ -7,6 +7,7 @@ import type { ChatMessage, ChatRequest, ContentPart } from "../../src/protocol/c
 import type { FinishReason, JobEvent } from "../../src/protocol/events.ts";
 import type { LoadedModel, Policy, WorkerJob } from "../../src/protocol/worker-protocol.ts";
 import type { Engine, EventSink } from "../common/engine.ts";
+import { SseDataLines } from "../common/sse-data.ts";
 import { type ImageFetchOptions, inlineImages } from "./image-inline.ts";
 
 export interface ExternalEngineOptions {
@@ -59,7 +60,9 @@ export class ExternalEngine implements Engine {
   async run(job: WorkerJob, sink: EventSink, signal: AbortSignal): Promise<void> {
     if (job.kind !== "chat") throw new Error("a GPU worker runs chat jobs only");
     // The engine gets data: URLs only: it must not fetch callers' URLs from the GPU host's network.
-    const request = await inlineImages(job.request, this.opts.images ?? {}, signal);
+    const request = hasImagesToFetch(job.request)
+      ? await inlineImages(job.request, this.opts.images ?? {}, signal)
+      : job.request; // what inlineImages would return, without its copies and awaits per message
     const completions = request.prompt !== undefined;
     const body = completions ? completionBody(request, this.#model) : chatBody(request, this.#model);
     if (job.mode === "count_tokens") {
@@ -85,9 +88,24 @@ export class ExternalEngine implements Engine {
     }
     sink.emit({ type: "start", model: this.#model });
     const relay = new ChunkRelay(sink);
-    for await (const data of sseData(response.body)) {
-      if (data === "[DONE]") break;
-      relay.chunk(JSON.parse(data));
+    const lines = new SseDataLines();
+    const reader = response.body.getReader();
+    let finished = false;
+    try {
+      reading: for (;;) {
+        const { value, done } = await reader.read();
+        if (done) {
+          finished = true;
+          break;
+        }
+        for (const data of lines.push(value)) {
+          if (data === "[DONE]") break reading;
+          relay.chunk(JSON.parse(data));
+        }
+      }
+    } finally {
+      // Stopped early ([DONE], a bad chunk): let go of the engine's stream, as leaving a for-await loop does.
+      if (!finished) await reader.cancel().catch(() => {});
     }
     relay.finish();
   }
@@ -160,18 +178,12 @@ interface OpenAIChunk {
   usage?: { prompt_tokens?: number; completion_tokens?: number; prompt_tokens_details?: { cached_tokens?: number } };
 }
 
-async function* sseData(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
-  const decoder = new TextDecoder();
-  let buffer = "";
-  for await (const chunk of body) {
-    buffer += decoder.decode(chunk, { stream: true });
-    let end;
-    while ((end = buffer.indexOf("\n")) >= 0) {
-      const line = buffer.slice(0, end).replace(/\r$/, "");
-      buffer = buffer.slice(end + 1);
-      if (line.startsWith("data:")) yield line.slice(5).trimStart();
-    }
-  }
+/** Whether a message has an image that inlineImages fetches (one not given as a data: URL). */
+function hasImagesToFetch(request: ChatRequest): boolean {
+  return request.messages.some((message) =>
+    "content" in message && Array.isArray(message.content) &&
+    message.content.some((part) => part.type === "image" && !part.url.startsWith("data:"))
+  );
 }
 
 function sampling(request: ChatRequest) {

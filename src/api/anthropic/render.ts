@@ -33,6 +33,7 @@
  */
 import { ApiError, type ErrorKind } from "../../http/errors.ts";
 import type { ResponseMeta, StreamEncoder } from "../flavour.ts";
+import { encodeOnce, type SseBytes } from "../sse-bytes.ts";
 import type { FinishReason, JobEvent, Usage } from "../../protocol/events.ts";
 import { type ServerResultBlock, serverResultBlock } from "./server-blocks.ts";
 
@@ -207,6 +208,8 @@ function sse<Event extends { type: string }>(event: Event): string {
   return `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
 }
 
+const TEXT_DELTA_TAIL = encodeOnce("}}\n\n");
+
 /** One encoder per streamed response. */
 export class AnthropicStreamEncoder implements StreamEncoder {
   #blocks = new ContentBlocks();
@@ -256,6 +259,23 @@ export class AnthropicStreamEncoder implements StreamEncoder {
         return this.#messageStart() + this.#blocks.step(event).map(sse).join("");
     }
   }
+
+  /** The per-token text delta of `push`, written as bytes (see SseBytes); false for any other event. */
+  pushBytes(event: JobEvent, out: SseBytes): boolean {
+    if (event.type !== "text" || !event.text || this.#finished || !this.#started) return false;
+    const index = this.#blocks.openTextIndex;
+    if (index === undefined) return false;
+    if (this.#textDeltaHead?.index !== index) {
+      const head = `event: content_block_delta\ndata: {"type":"content_block_delta","index":${index},` +
+        `"delta":{"type":"text_delta","text":`;
+      this.#textDeltaHead = { index, bytes: encodeOnce(head) };
+    }
+    out.bytes(this.#textDeltaHead.bytes);
+    out.jsonString(event.text);
+    out.bytes(TEXT_DELTA_TAIL);
+    return true;
+  }
+  #textDeltaHead?: { index: number; bytes: Uint8Array };
 
   fail(error: ApiError): string {
     if (this.#finished) return "";

@@ -6,6 +6,7 @@
 import type { ApiError, ErrorKind } from "../../http/errors.ts";
 import type { FinishReason, JobEvent, Usage } from "../../protocol/events.ts";
 import type { ResponseMeta, StreamEncoder } from "../flavour.ts";
+import { encodeOnce, type SseBytes } from "../sse-bytes.ts";
 
 const ERROR_TYPE: Record<ErrorKind, string> = {
   invalid_request: "invalid_request_error",
@@ -47,6 +48,10 @@ export function usageBody(usage: Usage | undefined) {
 
 const sse = (data: unknown) => `data: ${JSON.stringify(data)}\n\n`;
 
+/** What follows a token's escaped text in its chunk. */
+const DELTA_SUFFIX = `},"logprobs":null,"finish_reason":null}]}\n\n`;
+const DELTA_SUFFIX_BYTES = encodeOnce(DELTA_SUFFIX);
+
 export class ChatChunkEncoder implements StreamEncoder {
   #started = false;
   #usage?: Usage;
@@ -57,12 +62,32 @@ export class ChatChunkEncoder implements StreamEncoder {
   #prefix?: string;
   constructor(readonly meta: ResponseMeta, readonly includeUsage: boolean) {}
 
+  /** The same prefix with its field name, as bytes, for the byte path (`pushBytes`). */
+  #contentPrefix?: Uint8Array;
+  #reasoningPrefix?: Uint8Array;
+
+  #sharedPrefix(): string {
+    return this.#prefix ??= `data: {"id":${JSON.stringify(`chatcmpl-${this.meta.id}`)},` +
+      `"object":"chat.completion.chunk","created":${JSON.stringify(this.meta.created)},` +
+      `"model":${JSON.stringify(this.meta.model)},"choices":[{"index":0,"delta":{"`;
+  }
+
   /** `#chunk({[field]: text})` for the per-token path, built from strings. */
   #delta(field: "content" | "reasoning_content", text: string): string {
-    this.#prefix ??= `data: {"id":${JSON.stringify(`chatcmpl-${this.meta.id}`)},"object":"chat.completion.chunk",` +
-      `"created":${JSON.stringify(this.meta.created)},"model":${JSON.stringify(this.meta.model)},` +
-      `"choices":[{"index":0,"delta":{"`;
-    return `${this.#prefix}${field}":${JSON.stringify(text)}},"logprobs":null,"finish_reason":null}]}\n\n`;
+    return `${this.#sharedPrefix()}${field}":${JSON.stringify(text)}${DELTA_SUFFIX}`;
+  }
+
+  /** The per-token chunks (text and reasoning once the role chunk went out) written as bytes: see SseBytes. */
+  pushBytes(event: JobEvent, out: SseBytes): boolean {
+    if (!this.#started || (event.type !== "text" && event.type !== "reasoning")) return false;
+    if (!event.text) return true; // push() sends nothing for it either
+    const prefix = event.type === "text"
+      ? this.#contentPrefix ??= encodeOnce(`${this.#sharedPrefix()}content":`)
+      : this.#reasoningPrefix ??= encodeOnce(`${this.#sharedPrefix()}reasoning_content":`);
+    out.bytes(prefix);
+    out.jsonString(event.text);
+    out.bytes(DELTA_SUFFIX_BYTES);
+    return true;
   }
 
   #chunk(delta: Record<string, unknown>, finish: string | null = null) {

@@ -98,6 +98,18 @@ export class ResponseBuilder {
     return failed >= 0 ? events.slice(0, failed + 1) : events;
   }
 
+  /**
+   * `step({type: "text", text})` when the text only extends the open message (its one event is that text's
+   * `response.output_text.delta` at the returned place): the text is added and the caller writes the event.
+   * Undefined, changing nothing, in any other state.
+   */
+  extendMessage(text: string): { itemId: string; outputIndex: number } | undefined {
+    const open = this.#open;
+    if (!text || !this.#created || this.status !== "in_progress" || open?.item.type !== "message") return undefined;
+    open.text += text;
+    return { itemId: open.item.id, outputIndex: open.outputIndex };
+  }
+
   #step(event: JobEvent, events: Event[]): void {
     switch (event.type) {
       case "start":
