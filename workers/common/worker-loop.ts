@@ -4,9 +4,8 @@
  * protocol's failure rules: retries with jittered backoff while the router is unreachable, exits on a rejected
  * key or an incompatible protocol, stops a job the router cancelled, and keeps leases alive with heartbeats.
  */
-import { isOutput, isTerminal, type JobEvent } from "../../src/protocol/events.ts";
+import type { JobEvent } from "../../src/protocol/events.ts";
 import {
-  EventsResponse,
   type LoadedModel,
   type Policy,
   PollResponse,
@@ -15,7 +14,11 @@ import {
   type WorkerJob,
 } from "../../src/protocol/worker-protocol.ts";
 import type { Logger } from "../../src/log.ts";
-import type { Engine, EventSink } from "./engine.ts";
+import type { Engine } from "./engine.ts";
+import { BatchingSink, PROGRESS_TICK_MS } from "./batching-sink.ts";
+import { backoff, FatalWorkerError, sleep } from "./worker-errors.ts";
+
+export { FatalWorkerError };
 
 export interface WorkerLoopOptions {
   routerUrl: string;
@@ -30,14 +33,6 @@ export interface WorkerLoopOptions {
   /** Ctrl-C: how long running jobs may take to finish before they are handed back. */
   shutdownGraceMs?: number;
   fetch?: typeof fetch;
-}
-
-/** The router refused this worker for good (bad key, incompatible protocol, wrong kind): exit non-zero. */
-export class FatalWorkerError extends Error {
-  constructor(message: string, readonly code: string) {
-    super(message);
-    this.name = "FatalWorkerError";
-  }
 }
 
 class RetryableHttpError extends Error {}
@@ -343,128 +338,6 @@ export class WorkerLoop {
 
 /** A poll answer whose policy has the version the worker already follows: the rest of it is validated. */
 const PollResponseSamePolicy = PollResponse.omit({ policy: true });
-
-/** Protocol rule: while a job runs, its worker posts at least this often (the router's silence rule relies on it). */
-const PROGRESS_MS = 1_000;
-const PROGRESS_TICK_MS = 250;
-
-/**
- * Collects a job's events and posts them in batches: the first output (for a streaming caller) and a terminal event
- * go out at once; any other event starts a `flushMs` timer. When nothing was posted for most of a second — prompt evaluation, a slow
- * token — the engine's latest `progress` (or a bare one) goes out, so the router can tell a slow worker from a
- * lost one. Posts are sequential, so order and `seq` hold; a retried post is idempotent.
- */
-class BatchingSink implements EventSink {
-  #buffer: JobEvent[] = [];
-  #seq = 0;
-  #timer?: ReturnType<typeof setTimeout>;
-  #lastPostAt = performance.now();
-  /** The engine's latest progress report: sent only when nothing else was posted lately. */
-  #progress?: Extract<JobEvent, { type: "progress" }>;
-  #chain: Promise<void> = Promise.resolve();
-  #batches = 0;
-  #closed = false;
-  terminated = false;
-  hadOutput = false;
-
-  constructor(
-    readonly loop: WorkerLoop,
-    readonly jobId: string,
-    readonly leaseToken: string,
-    readonly controller: AbortController,
-    readonly firstOutputAtOnce = true,
-  ) {
-    loop.watchProgress(this, true);
-    // The first post says this worker reports progress: from then on the router reads its silence as its loss.
-    this.#buffer.push({ type: "progress", phase: "prefill" });
-    this.#timer = setTimeout(() => this.#flush(), this.#holdMs());
-  }
-
-  get abortReason(): string | undefined {
-    return this.loop.abortReasonOf(this.jobId);
-  }
-
-  emit(event: JobEvent): void {
-    if (this.terminated || this.#closed) return;
-    if (event.type === "progress") {
-      this.#progress = event;
-      return;
-    }
-    if (this.controller.signal.aborted && !(event.type === "error" && this.abortReason)) return;
-    this.#buffer.push(event);
-    const firstOutput = isOutput(event) && !this.hadOutput;
-    if (isOutput(event)) this.hadOutput = true;
-    if (isTerminal(event)) {
-      this.terminated = true;
-      this.#flush();
-    } else if (firstOutput && this.firstOutputAtOnce) {
-      // The first token goes out at once (time to first token); later ones ride in batches.
-      this.#flush();
-    } else {
-      this.#timer ??= setTimeout(() => this.#flush(), this.#holdMs());
-    }
-  }
-
-  /** flushMs, doubling with each batch posted up to maxFlushMs. */
-  #holdMs(): number {
-    return Math.min(this.loop.maxFlushMs, this.loop.flushMs * 2 ** Math.min(this.#batches, 10));
-  }
-
-  /** Posts progress when nothing went out for most of PROGRESS_MS (posting also keeps the lease). */
-  beat(): void {
-    if (this.terminated || this.#closed || this.controller.signal.aborted) return;
-    if (performance.now() - this.#lastPostAt < PROGRESS_MS - PROGRESS_TICK_MS) return;
-    this.#buffer.push(this.#progress ?? { type: "progress", phase: this.hadOutput ? "generate" : "prefill" });
-    this.#flush();
-  }
-
-  #flush(): void {
-    this.#lastPostAt = performance.now();
-    if (this.#buffer.length > 0) this.#batches++;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    const events = this.#buffer;
-    this.#buffer = [];
-    const seq = this.#seq;
-    this.#seq += events.length;
-    this.#chain = this.#chain.then(() => this.#send(seq, events));
-  }
-
-  async #send(seq: number, events: JobEvent[]): Promise<void> {
-    const deadline = Date.now() + this.loop.leaseMs;
-    for (let attempt = 1;; attempt++) {
-      try {
-        const raw = await this.loop.postEvents(this.jobId, this.leaseToken, seq, events);
-        const ok = EventsResponse.safeParse(raw);
-        if (!ok.success || ok.data.cancelled) this.controller.abort(); // 409 (lease lost) or cancelled
-        return;
-      } catch (err) {
-        if (err instanceof FatalWorkerError || Date.now() > deadline) {
-          // The lease is gone by now: stop working for nobody.
-          this.controller.abort();
-          return;
-        }
-        await sleep(backoff(attempt, 200, 5_000));
-      }
-    }
-  }
-
-  async close(): Promise<void> {
-    this.loop.watchProgress(this, false);
-    if (this.#buffer.length > 0) this.#flush();
-    this.#closed = true;
-    await this.#chain;
-  }
-}
-
-function backoff(attempt: number, baseMs = 1_000, maxMs = 30_000): number {
-  const exp = Math.min(maxMs, baseMs * 2 ** Math.min(attempt - 1, 10));
-  return Math.round(exp / 2 + Math.random() * exp / 2);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
