@@ -67,7 +67,7 @@ export async function chooseAnswerSource(
     // count_tokens counts the prompt the model would really see, server tools included.
     const first = await startJob(ctx, request, mode, id, now, d.stream);
     if (mode === "count_tokens") return first;
-    return new ToolLoopSource(ctx, id, request, base.tools, offered, declared, first, maxRounds);
+    return new ToolLoopSource(ctx, id, request, base.tools, offered, declared, first, maxRounds, d.stream);
   };
 }
 
@@ -146,6 +146,8 @@ class ToolLoopSource implements EventSource {
     declared: DeclaredServerTool[],
     first: JobRun,
     readonly maxRounds: number,
+    /** The caller streams: each round's first token is posted on its own (worker protocol `stream`). */
+    readonly streamed: boolean,
   ) {
     this.#serverNames = new Set(offered.map((t) => t.name));
     this.#declared = new Map(declared.map((t) => [t.name, t]));
@@ -237,7 +239,7 @@ class ToolLoopSource implements EventSource {
       }
       request = continuation(request, result, serverCalls, outcomes, round + 1 >= this.maxRounds, this.callerTools);
       const id = crypto.randomUUID().replaceAll("-", "");
-      this.#current = await startJob(this.ctx, request, "generate", id, this.ctx.now());
+      this.#current = await startJob(this.ctx, request, "generate", id, this.ctx.now(), this.streamed);
       if (this.#cancelled) {
         await this.#current.cancel("caller_left");
         return;
