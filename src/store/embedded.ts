@@ -38,18 +38,14 @@ interface JobEntry {
   leaseExpiresAt: number;
   /** All events the caller will read, in order (worker events and the router's own error events). */
   events: JobEvent[];
-  /**
-   * A finished job's events once a reader has seen them all, as one JSON string (`events` then empty): the job is
-   * kept a few seconds for a late re-read, and a string is a fraction of the objects' size — at thousands of jobs a
-   * second those objects were most of the live heap, and each one was copied by the young-generation GC.
-   */
-  eventsJson?: string;
   eventCount: number;
   /** Worker events accepted in the current attempt (the `seq` a worker's next batch must start at). */
   attemptEvents: number;
   hasOutput: boolean;
   callerSeenAt: number;
   finishedAt: number;
+  /** When its caller first read a finished job to its end (0 until then). */
+  readOutAt: number;
 }
 
 interface WorkerEntry {
@@ -62,8 +58,8 @@ interface WorkerEntry {
   conversations: Set<string>;
 }
 
-/** The events of a compacted job (frozen: nothing may append to a finished job). */
-const NO_EVENTS = Object.freeze([]) as unknown as JobEvent[];
+/** How long a finished job stays readable once its caller has read it to its end. */
+const READ_OUT_GRACE_MS = 2_000;
 
 /** Verified keys cached at most (oldest evicted first): bounded memory whatever callers send. */
 const MAX_VERIFIED_KEYS = 10_000;
@@ -108,6 +104,7 @@ export class EmbeddedStore implements JobStore {
       hasOutput: false,
       callerSeenAt: now,
       finishedAt: 0,
+      readOutAt: 0,
     });
     lane.push(job.id);
     this.#wakeup.notify(LANE_TOPIC_PREFIX + job.lane);
@@ -179,13 +176,10 @@ export class EmbeddedStore implements JobStore {
       entry.callerSeenAt = this.#opts.now();
       const finished = entry.state !== "queued" && entry.state !== "running";
       if (entry.eventCount > from || finished) {
-        const all = entry.eventsJson === undefined ? entry.events : JSON.parse(entry.eventsJson) as JobEvent[];
-        const result = { events: all.slice(from), cursor: String(entry.eventCount), state: entry.state };
-        if (finished && entry.eventsJson === undefined) {
-          entry.eventsJson = JSON.stringify(entry.events);
-          entry.events = NO_EVENTS;
-        }
-        return result;
+        // A finished job read to its end stays readable READ_OUT_GRACE_MS more (a reader's retry), not finishedTtlMs:
+        // its caller has all of it. Kept a minute, thousands of jobs a second were most of the router's heap at peak.
+        if (finished && entry.readOutAt === 0) entry.readOutAt = this.#opts.now();
+        return { events: entry.events.slice(from), cursor: String(entry.eventCount), state: entry.state };
       }
       const left = deadline - performance.now();
       if (left <= 0 || signal?.aborted) return { events: [], cursor: String(from), state: entry.state };
@@ -211,7 +205,8 @@ export class EmbeddedStore implements JobStore {
     const result: ReapResult = { requeued: 0, failed: 0, cancelled: 0, timedOut: 0 };
     for (const [id, entry] of this.#jobs) {
       if (entry.state !== "queued" && entry.state !== "running") {
-        if (entry.finishedAt + this.#opts.finishedTtlMs <= now) this.#jobs.delete(id);
+        const readOut = entry.readOutAt > 0 && entry.readOutAt + READ_OUT_GRACE_MS <= now;
+        if (readOut || entry.finishedAt + this.#opts.finishedTtlMs <= now) this.#jobs.delete(id);
         continue;
       }
       let reason: CancelReason | undefined;
@@ -301,7 +296,7 @@ export class EmbeddedStore implements JobStore {
 
   // --- internals -------------------------------------------------------------------------------------------
 
-  /** Appends an event for the caller (only ever to a job that has not finished: its events are not compacted). */
+  /** Appends an event for the caller. */
   #push(entry: JobEntry, event: JobEvent): void {
     entry.events.push(event);
     entry.eventCount++;

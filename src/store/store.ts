@@ -135,7 +135,10 @@ export interface StoreOptions {
   callerTimeoutMs: number;
   /** A worker unseen for this long is dropped from the fleet view. */
   workerTtlMs: number;
-  /** How long a finished job's events stay readable. */
+  /**
+   * How long a finished job's events stay readable. Its caller reads them once, to the end; a store may let go of a
+   * job read to its end sooner (the embedded store does at once: its memory is the router's).
+   */
   finishedTtlMs: number;
   /** Jobs queued per lane at most. */
   maxQueued: number;
