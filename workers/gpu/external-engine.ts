@@ -64,7 +64,11 @@ export class ExternalEngine implements Engine {
       ? await inlineImages(job.request, this.opts.images ?? {}, signal)
       : job.request; // what inlineImages would return, without its copies and awaits per message
     const completions = request.prompt !== undefined;
-    const body = completions ? completionBody(request, this.#model) : chatBody(request, this.#model);
+    // A caller that waits for the whole answer gets it in one piece from the engine too: one JSON body instead of a
+    // chunk per token for the engine to write and this worker to read and parse. (No partial answer is lost by it:
+    // such a caller sees nothing before the end, and a job that posted no output is re-run whole elsewhere.)
+    const stream = !(job.kind === "chat" && job.stream === false);
+    const body = completions ? completionBody(request, this.#model, stream) : chatBody(request, this.#model, stream);
     if (job.mode === "count_tokens") {
       throw new Error(
         "count_tokens needs the model's tokenizer: run the worker with node-llama-cpp, not an external engine",
@@ -88,6 +92,12 @@ export class ExternalEngine implements Engine {
     }
     sink.emit({ type: "start", model: this.#model });
     const relay = new ChunkRelay(sink);
+    // A server that streams anyway (it ignored `stream: false`) is read as a stream.
+    if (!stream && !response.headers.get("content-type")?.includes("text/event-stream")) {
+      relay.chunk(asChunk(await response.json() as OpenAICompletion));
+      relay.finish();
+      return;
+    }
     const lines = new SseDataLines();
     const reader = response.body.getReader();
     let finished = false;
@@ -178,6 +188,40 @@ interface OpenAIChunk {
   usage?: { prompt_tokens?: number; completion_tokens?: number; prompt_tokens_details?: { cached_tokens?: number } };
 }
 
+/** A whole (non-streamed) chat or text completion, as the one chunk that carries all of it. */
+interface OpenAICompletion {
+  choices?: {
+    message?: {
+      content?: string | null;
+      reasoning_content?: string | null;
+      reasoning?: string | null;
+      tool_calls?: { id?: string; function?: { name?: string; arguments?: string } }[];
+    };
+    text?: string;
+    finish_reason?: string | null;
+  }[];
+  usage?: OpenAIChunk["usage"];
+}
+
+function asChunk(completion: OpenAICompletion): OpenAIChunk {
+  const choice = completion.choices?.[0];
+  if (!choice) return { usage: completion.usage };
+  const message = choice.message ?? {};
+  return {
+    usage: completion.usage,
+    choices: [{
+      delta: {
+        content: message.content,
+        reasoning_content: message.reasoning_content,
+        reasoning: message.reasoning,
+        tool_calls: message.tool_calls?.map((call, index) => ({ index, id: call.id, function: call.function })),
+      },
+      text: choice.text,
+      finish_reason: choice.finish_reason,
+    }],
+  };
+}
+
 /** Whether a message has an image that inlineImages fetches (one not given as a data: URL). */
 function hasImagesToFetch(request: ChatRequest): boolean {
   return request.messages.some((message) =>
@@ -186,10 +230,9 @@ function hasImagesToFetch(request: ChatRequest): boolean {
   );
 }
 
-function sampling(request: ChatRequest) {
+function sampling(request: ChatRequest, stream: boolean) {
   return {
-    stream: true,
-    stream_options: { include_usage: true },
+    ...(stream ? { stream: true, stream_options: { include_usage: true } } : { stream: false }),
     ...(request.maxTokens !== undefined ? { max_tokens: request.maxTokens } : {}),
     ...(request.temperature !== undefined ? { temperature: request.temperature } : {}),
     ...(request.topP !== undefined ? { top_p: request.topP } : {}),
@@ -199,17 +242,17 @@ function sampling(request: ChatRequest) {
   };
 }
 
-function completionBody(request: ChatRequest, model: string) {
-  return { model, prompt: request.prompt, ...sampling(request) };
+function completionBody(request: ChatRequest, model: string, stream: boolean) {
+  return { model, prompt: request.prompt, ...sampling(request, stream) };
 }
 
 /** The internal request as an OpenAI chat request (the inverse of src/api/openai/to-chat.ts). */
-export function chatBody(request: ChatRequest, model: string) {
+export function chatBody(request: ChatRequest, model: string, stream = true) {
   const format = request.responseFormat;
   return {
     model,
     messages: request.messages.map(toOpenAIMessage),
-    ...sampling(request),
+    ...sampling(request, stream),
     ...(request.tools.length > 0
       ? {
         tools: request.tools.map((t) => ({
