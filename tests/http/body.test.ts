@@ -49,3 +49,33 @@ Deno.test("with one sweeping timer for every body (Deno's entry), a body that st
     shareBodyDeadlines(false);
   }
 });
+
+Deno.test("through a real server: a body of declared length is read whole, and one that stalls gets a 408", async () => {
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen: () => {} }, async (request) => {
+    try {
+      return Response.json({ got: await readJsonBody(request, 1_000, 200) });
+    } catch (err) {
+      const status = err instanceof ApiError ? err.status : 500;
+      return new Response(err instanceof Error ? err.message : "?", { status });
+    }
+  });
+  const url = `http://127.0.0.1:${server.addr.port}/`;
+  try {
+    const ok = await fetch(url, { method: "POST", body: '{"a":[1,2]}' });
+    assert.deepEqual(await ok.json(), { got: { a: [1, 2] } });
+    const big = await fetch(url, { method: "POST", body: "x".repeat(1_001) });
+    assert.equal(big.status, 413);
+    await big.body?.cancel();
+    // Declares 50 bytes, sends 5 and stops.
+    const conn = await Deno.connect({ hostname: "127.0.0.1", port: server.addr.port });
+    await conn.write(
+      new TextEncoder().encode('POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 50\r\n\r\n{"a":'),
+    );
+    const reply = new Uint8Array(512);
+    const n = await conn.read(reply);
+    assert.match(new TextDecoder().decode(reply.subarray(0, n ?? 0)), /^HTTP\/1\.1 408/);
+    conn.close();
+  } finally {
+    await server.shutdown();
+  }
+});
