@@ -1,6 +1,6 @@
 /**
  * External engine mode (`AUXOT_LLAMA_URL` / `--llama-url`): the worker forwards each job to an existing
- * OpenAI-compatible server (llama-server, vLLM, Ollama, SGLang) and streams its answer back as job events. The
+ * OpenAI-compatible server (llama-server, vLLM, Ollama, SGLang) and relays its answer as job events. The
  * policy's model is managed by that server; the worker reports what it serves and relays every option it can.
  */
 import type { ChatMessage, ChatRequest, ContentPart } from "../../src/protocol/chat.ts";
