@@ -59,40 +59,10 @@ export async function readJsonBody(
   maxBytes: number,
   deadlineMs = BODY_DEADLINE_MS,
 ): Promise<unknown> {
-  const length = request.headers.get("content-length");
-  const declared = Number(length ?? "0");
+  const declared = Number(request.headers.get("content-length") ?? "0");
   if (declared > maxBytes) throw tooLarge(maxBytes);
   if (!request.body) throw new ApiError("invalid_request", "A JSON request body is required.");
-  // A declared length bounds the body (HTTP framing ends it there): read it whole, which Deno does in one native call
-  // instead of a promise and a chunk per read. Bodies without one are read chunk by chunk and counted.
-  const bytes = length !== null && declared > 0
-    ? await readDeclared(request, deadlineMs)
-    : await readCounted(request.body, maxBytes, deadlineMs);
-  return parseJson(bytes);
-}
-
-/** A body of a declared length, whole; refused with a 408 when it has not arrived by the deadline. */
-async function readDeclared(request: Request, deadlineMs: number): Promise<Uint8Array> {
-  let expire!: () => void;
-  const expired = new Promise<void>((resolve) => expire = resolve);
-  const settle = deadline(deadlineMs, expire);
-  const whole = request.arrayBuffer();
-  try {
-    const buffer = await Promise.race([whole, expired]);
-    if (buffer) return new Uint8Array(buffer);
-  } catch {
-    throw new ApiError("invalid_request", "The request body could not be read.");
-  } finally {
-    settle();
-  }
-  // Still arriving: the caller is answered now; the read ends when its connection does.
-  whole.catch(() => {});
-  throw new ApiError("invalid_request", "The request body did not arrive in time.", { status: 408 });
-}
-
-/** A body read chunk by chunk, refused once it passes `maxBytes` or the deadline. */
-async function readCounted(body: ReadableStream<Uint8Array>, maxBytes: number, deadlineMs: number) {
-  const reader = body.getReader();
+  const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
   // No Promise.race against the deadline: each race would leave a reaction on one long-lived promise holding its
@@ -121,17 +91,16 @@ async function readCounted(body: ReadableStream<Uint8Array>, maxBytes: number, d
   } finally {
     settle();
   }
-  if (chunks.length === 1) return chunks[0];
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
+  let bytes: Uint8Array;
+  if (chunks.length === 1) bytes = chunks[0];
+  else {
+    bytes = new Uint8Array(size);
+    let offset = 0;
+    for (const chunk of chunks) {
+      bytes.set(chunk, offset);
+      offset += chunk.byteLength;
+    }
   }
-  return bytes;
-}
-
-function parseJson(bytes: Uint8Array): unknown {
   let text: string;
   try {
     text = UTF8.decode(bytes);
