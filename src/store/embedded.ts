@@ -21,6 +21,7 @@ import {
   type StoreOptions,
 } from "./store.ts";
 import { cancelEvent, jobTopic, LANE_TOPIC_PREFIX, requeueable, workerLostEvent } from "./shared.ts";
+import { VerifiedKeys } from "./verified-keys.ts";
 import { Wakeup } from "./wakeup.ts";
 
 interface JobEntry {
@@ -44,8 +45,18 @@ interface JobEntry {
   hasOutput: boolean;
   callerSeenAt: number;
   finishedAt: number;
-  /** When its caller first read a finished job to its end (0 until then). */
-  readOutAt: number;
+}
+
+/**
+ * What is left of a finished job once a reader has read it to its end: its events and final state, readable again
+ * for READ_OUT_GRACE_MS (not finishedTtlMs: its caller has all of it). The job's record goes at once; a late post or
+ * poll from its worker is told "unknown job" (stop), as "not leased" told it before. Finished jobs kept a minute were
+ * most of the router's heap at peak.
+ */
+interface ReadOutJob {
+  state: JobState;
+  events: JobEvent[];
+  at: number;
 }
 
 interface WorkerEntry {
@@ -58,20 +69,18 @@ interface WorkerEntry {
   conversations: Set<string>;
 }
 
-/** How long a finished job stays readable once its caller has read it to its end. */
-const READ_OUT_GRACE_MS = 2_000;
-
-/** Verified keys cached at most (oldest evicted first): bounded memory whatever callers send. */
-const MAX_VERIFIED_KEYS = 10_000;
+/** How long a finished job read to its end can be read again at its last cursor. */
+const READ_OUT_GRACE_MS = 1_000;
 
 export class EmbeddedStore implements JobStore {
   readonly kind = "embedded" as const;
   #ops = 0;
   readonly #opts: StoreOptions;
   readonly #jobs = new Map<string, JobEntry>();
+  readonly #readOut = new Map<string, ReadOutJob>();
   readonly #lanes = new Map<string, string[]>();
   readonly #workers = new Map<string, WorkerEntry>();
-  readonly #verified = new Map<string, { role: string; expiresAt: number }>();
+  readonly #verified = new VerifiedKeys();
   readonly #wakeup = new Wakeup();
   readonly #counters = new Map<string, number>();
 
@@ -104,7 +113,6 @@ export class EmbeddedStore implements JobStore {
       hasOutput: false,
       callerSeenAt: now,
       finishedAt: 0,
-      readOutAt: 0,
     });
     lane.push(job.id);
     this.#wakeup.notify(LANE_TOPIC_PREFIX + job.lane);
@@ -166,6 +174,10 @@ export class EmbeddedStore implements JobStore {
     for (;;) {
       this.#ops++;
       const entry = this.#jobs.get(jobId);
+      const readOut = entry ? undefined : this.#readOut.get(jobId);
+      if (readOut) {
+        return { events: readOut.events.slice(from), cursor: String(readOut.events.length), state: readOut.state };
+      }
       if (!entry) {
         return {
           events: [{ type: "error", message: "job not found", retryable: false, code: "unknown_job" }],
@@ -176,9 +188,10 @@ export class EmbeddedStore implements JobStore {
       entry.callerSeenAt = this.#opts.now();
       const finished = entry.state !== "queued" && entry.state !== "running";
       if (entry.eventCount > from || finished) {
-        // A finished job read to its end stays readable READ_OUT_GRACE_MS more (a reader's retry), not finishedTtlMs:
-        // its caller has all of it. Kept a minute, thousands of jobs a second were most of the router's heap at peak.
-        if (finished && entry.readOutAt === 0) entry.readOutAt = this.#opts.now();
+        if (finished) {
+          this.#jobs.delete(jobId);
+          this.#readOut.set(jobId, { state: entry.state, events: entry.events, at: this.#opts.now() });
+        }
         return { events: entry.events.slice(from), cursor: String(entry.eventCount), state: entry.state };
       }
       const left = deadline - performance.now();
@@ -205,8 +218,7 @@ export class EmbeddedStore implements JobStore {
     const result: ReapResult = { requeued: 0, failed: 0, cancelled: 0, timedOut: 0 };
     for (const [id, entry] of this.#jobs) {
       if (entry.state !== "queued" && entry.state !== "running") {
-        const readOut = entry.readOutAt > 0 && entry.readOutAt + READ_OUT_GRACE_MS <= now;
-        if (readOut || entry.finishedAt + this.#opts.finishedTtlMs <= now) this.#jobs.delete(id);
+        if (entry.finishedAt + this.#opts.finishedTtlMs <= now) this.#jobs.delete(id);
         continue;
       }
       let reason: CancelReason | undefined;
@@ -231,12 +243,15 @@ export class EmbeddedStore implements JobStore {
         this.#wakeup.notify(jobTopic(id));
       }
     }
+    // Oldest first (insertion order): stop at the first one still in its grace.
+    for (const [id, gone] of this.#readOut) {
+      if (gone.at + READ_OUT_GRACE_MS > now) break;
+      this.#readOut.delete(id);
+    }
     for (const [id, worker] of this.#workers) {
       if (worker.lastSeenAt + this.#opts.workerTtlMs <= now) this.#workers.delete(id);
     }
-    for (const [digest, cached] of this.#verified) {
-      if (cached.expiresAt <= now) this.#verified.delete(digest);
-    }
+    this.#verified.sweep(now);
     return Promise.resolve(result);
   }
 
@@ -261,19 +276,12 @@ export class EmbeddedStore implements JobStore {
 
   getVerifiedKey(digest: string): Promise<string | null> {
     this.#ops++;
-    const cached = this.#verified.get(digest);
-    if (!cached || cached.expiresAt <= this.#opts.now()) return Promise.resolve(null);
-    return Promise.resolve(cached.role);
+    return Promise.resolve(this.#verified.get(digest, this.#opts.now()));
   }
 
   putVerifiedKey(digest: string, role: string, ttlMs: number): Promise<void> {
     this.#ops++;
-    this.#verified.delete(digest);
-    if (this.#verified.size >= MAX_VERIFIED_KEYS) {
-      const oldest = this.#verified.keys().next().value;
-      if (oldest !== undefined) this.#verified.delete(oldest);
-    }
-    this.#verified.set(digest, { role, expiresAt: this.#opts.now() + ttlMs });
+    this.#verified.put(digest, role, this.#opts.now() + ttlMs);
     return Promise.resolve();
   }
 
