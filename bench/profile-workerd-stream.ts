@@ -6,7 +6,7 @@
  * Optionally records the caller's process with `perf record -g` (--perf FILE; JS frames are unnamed unless workerd
  * runs V8 with --perf-basic-prof) or `strace -f -tt` of its network writes (--strace FILE) while the streams run.
  *
- *   deno run -A bench/profile-workerd-stream.ts [--streams N] [--tokens N] [--perf FILE] [--strace FILE]
+ *   deno run -A bench/profile-workerd-stream.ts [--streams N] [--tokens N] [--same] [--perf FILE] [--strace FILE]
  *
  * Found with it (issue 13): ~3.7 ms fixed per chat request plus ~1.2 ms per batch read (XREAD BLOCK round trip,
  * decode, SSE write); a blocking fetch that waits costs ~0.85 ms of workerd CPU against ~0.3 ms for one answered at
@@ -23,6 +23,8 @@ const { values } = parseArgs({
     streams: { type: "string", default: "6" },
     tokens: { type: "string", default: "500" },
     perf: { type: "string" },
+    /** Send the streams to the worker's instance (its batches then read from memory). */
+    same: { type: "boolean", default: false },
     strace: { type: "string" },
   },
 });
@@ -70,7 +72,7 @@ function wakeups(pid: number): Map<string, number> {
 
 async function stream(): Promise<number> {
   const started = performance.now();
-  const response = await fetch(`${router.url}/v1/chat/completions`, {
+  const response = await fetch(`${values.same ? workerSide.url : router.url}/v1/chat/completions`, {
     method: "POST",
     headers: { authorization: `Bearer ${keys.api}`, "content-type": "application/json" },
     body: JSON.stringify({ model: "m", messages: [{ role: "user", content: `words ${values.tokens}` }], stream: true }),
