@@ -10,33 +10,26 @@ import { ApiError } from "../http/errors.ts";
 import type { JobEvent } from "../protocol/events.ts";
 import type { PolicyModel } from "../protocol/worker-protocol.ts";
 import type { FleetStatus } from "../store/store.ts";
+import { fleetView } from "./fleet-view.ts";
 import { modelsOfWorker } from "./route.ts";
 
 /** "Served" is trusted this long; any other answer is re-checked unless it is fresher than NEGATIVE_MS. */
 const FLEET_CACHE_MS = 5_000;
 const NEGATIVE_MS = 1_000;
 
-const cache = new WeakMap<object, { at: number; fleet: FleetStatus }>();
-
 /**
- * Throws a 503 naming the model when the fleet shows no worker serves it. Each request that needs a fresh view
- * reads it itself (under workerd a request must not wait on another request's I/O).
+ * Throws a 503 naming the model when the fleet shows no worker serves it. The view is the instance's last one
+ * (fleet-view.ts, shared with the tool catalog); each request that needs a fresher one reads it itself (under
+ * workerd a request must not wait on another request's I/O).
  */
 export async function assertModelServed(ctx: RouterContext, model: PolicyModel): Promise<void> {
-  let entry = cache.get(ctx);
-  if (!entry || ctx.now() - entry.at > FLEET_CACHE_MS) entry = await refresh(ctx);
+  let entry = await fleetView(ctx, FLEET_CACHE_MS);
   let verdict = judge(ctx, entry.fleet, model);
   if (verdict !== "served" && ctx.now() - entry.at > NEGATIVE_MS) {
-    entry = await refresh(ctx);
+    entry = await fleetView(ctx, NEGATIVE_MS);
     verdict = judge(ctx, entry.fleet, model);
   }
   if (verdict === "unserved") throw modelNotServed(model.name, servedList(ctx, entry.fleet));
-}
-
-async function refresh(ctx: RouterContext) {
-  const entry = { at: ctx.now(), fleet: await ctx.store.fleet() };
-  cache.set(ctx, entry);
-  return entry;
 }
 
 function judge(ctx: RouterContext, fleet: FleetStatus, model: PolicyModel): "served" | "unserved" | "unknown" {

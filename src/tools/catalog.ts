@@ -6,23 +6,29 @@
  * is not asked at all.
  */
 import type { RouterContext } from "../dispatch/context.ts";
+import { type FleetView, fleetView } from "../policy/fleet-view.ts";
 import type { ToolDefinition } from "../protocol/chat.ts";
+import type { FleetStatus } from "../store/store.ts";
 
 const CACHE_MS = 2_000;
 
-const cache = new WeakMap<RouterContext, { at: number; tools: Promise<ToolDefinition[]> }>();
+/** The catalog of each fleet view read (fleet-view.ts keeps only the last one per instance). */
+const catalogs = new WeakMap<FleetView, ToolDefinition[]>();
 
-/** The server tools available now (first advertiser's definition wins when workers disagree). */
-export function serverTools(ctx: RouterContext): Promise<ToolDefinition[]> {
-  if (!ctx.config.keyHashes.tools) return Promise.resolve([]);
-  const now = ctx.now();
-  const hit = cache.get(ctx);
-  if (hit && now - hit.at < CACHE_MS) return hit.tools;
-  const entry = { at: now, tools: readCatalog(ctx) };
-  cache.set(ctx, entry);
-  // A failed read is not remembered: the next request asks the store again.
-  entry.tools.catch(() => cache.get(ctx) === entry && cache.delete(ctx));
-  return entry.tools;
+/**
+ * The server tools available now (first advertiser's definition wins when workers disagree), from the instance's
+ * fleet view shared with the model check (src/policy/fleet-view.ts): a chat request after a quiet moment reads the
+ * fleet once, not once here and once there. A request never awaits another's read in flight.
+ */
+export async function serverTools(ctx: RouterContext): Promise<ToolDefinition[]> {
+  if (!ctx.config.keyHashes.tools) return [];
+  const view = await fleetView(ctx, CACHE_MS);
+  let tools = catalogs.get(view);
+  if (!tools) {
+    tools = catalogOf(ctx, view.fleet);
+    catalogs.set(view, tools);
+  }
+  return tools;
 }
 
 /** One server tool by name, if available now. */
@@ -30,9 +36,8 @@ export async function serverTool(ctx: RouterContext, name: string): Promise<Tool
   return (await serverTools(ctx)).find((t) => t.name === name);
 }
 
-async function readCatalog(ctx: RouterContext): Promise<ToolDefinition[]> {
+function catalogOf(ctx: RouterContext, fleet: FleetStatus): ToolDefinition[] {
   const allowed = ctx.config.allowedTools;
-  const fleet = await ctx.store.fleet();
   const byName = new Map<string, ToolDefinition>();
   for (const worker of fleet.workers) {
     if (worker.info.kind !== "tools") continue;

@@ -72,6 +72,8 @@ Deno.test("upstash cost: per request, per 500-token stream, per idle poll, and n
         // posts its first output with the rest); sweeps (≤ 1 per 30 s per instance while jobs are live) and metric
         // flushes (≤ 1 per 20 s) add a fraction of a command per request: measured 4.1, two such extras allowed.
         assert.ok(perRequest <= 4.3, `${perRequest} commands per non-streaming request; last: ${requestCommands}`);
+        // The stream: enqueue, claim, the worker's next BLPOP, 7–8 batches (first token at once, then 0.5 s, then
+        // every second): measured 11; the issue's target, 12, allows one batch more on a slow machine.
         assert.ok(perStream <= 12, `${perStream} commands per 500-token stream: ${streamCommands}`);
       } finally {
         await worker.stop();

@@ -87,7 +87,11 @@ export class BatchingSink implements EventSink {
   /** Posts progress when nothing went out for most of PROGRESS_MS (posting also keeps the lease). */
   beat(): void {
     if (this.terminated || this.#closed || this.controller.signal.aborted) return;
-    if (performance.now() - this.#lastPostAt < PROGRESS_MS - PROGRESS_TICK_MS) return;
+    // Events waiting for their flush timer (due about maxFlushMs after the last post) will keep the rule themselves:
+    // only once a whole PROGRESS_MS has passed does the beat post them. Posting them at the usual 750 ms would cut
+    // every batch short — a batch (a billed store command, and a read for the caller) every ~750 ms, not every 1 s.
+    const waiting = this.#timer !== undefined && this.#buffer.length > 0;
+    if (performance.now() - this.#lastPostAt < (waiting ? PROGRESS_MS : PROGRESS_MS - PROGRESS_TICK_MS)) return;
     this.#buffer.push(this.#progress ?? { type: "progress", phase: this.hadOutput ? "generate" : "prefill" });
     this.#flush();
   }

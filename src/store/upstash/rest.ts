@@ -93,28 +93,45 @@ export class UpstashRest {
   }
 
   async #once(args: (string | number)[], options: CommandOptions): Promise<RedisValue> {
-    const timeout = AbortSignal.timeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
-    const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+    // One controller, aborted by the HTTP timeout or the caller's signal, and the timer cleared once the answer is
+    // in: not AbortSignal.timeout, whose timer cannot be cancelled. On Workers each such timer fired seconds after
+    // its command (the request's context lives on for its metric flush), waking the isolate for nothing — one of
+    // the larger CPU costs of a streamed answer, which sends a command per batch.
+    const controller = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    const external = options.signal;
+    const forward = () => controller.abort(external?.reason);
+    if (external?.aborted) forward();
+    else external?.addEventListener("abort", forward);
     this.#commands++;
     let res: Response;
-    try {
-      res = await this.#fetch(`${this.#url}/`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${this.#token}`, "content-type": "application/json" },
-        body: JSON.stringify(args),
-        signal,
-      });
-    } catch (err) {
-      if (options.signal?.aborted) throw options.signal.reason ?? err;
-      const why = timeout.aborted ? "timed out" : (err as Error).message;
-      throw new TransientError("unavailable", `Upstash Redis is unreachable (${String(args[0])}: ${why})`);
-    }
     let body: unknown;
     try {
-      body = await res.json();
-    } catch (err) {
-      if (options.signal?.aborted) throw options.signal.reason ?? err;
-      throw new TransientError("unavailable", `Upstash Redis sent an unreadable answer (HTTP ${res.status})`);
+      try {
+        res = await this.#fetch(`${this.#url}/`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${this.#token}`, "content-type": "application/json" },
+          body: JSON.stringify(args),
+          signal: controller.signal,
+        });
+      } catch (err) {
+        if (external?.aborted) throw external.reason ?? err;
+        const why = timedOut ? "timed out" : (err as Error).message;
+        throw new TransientError("unavailable", `Upstash Redis is unreachable (${String(args[0])}: ${why})`);
+      }
+      try {
+        body = await res.json();
+      } catch (err) {
+        if (external?.aborted) throw external.reason ?? err;
+        throw new TransientError("unavailable", `Upstash Redis sent an unreadable answer (HTTP ${res.status})`);
+      }
+    } finally {
+      clearTimeout(timer);
+      external?.removeEventListener("abort", forward);
     }
     const error = isRecord(body) && typeof body.error === "string" ? body.error : undefined;
     if (res.status === 400 && error !== undefined) throw new RedisReplyError(error);
