@@ -1,0 +1,54 @@
+/**
+ * Sustained load on the router under workerd (Upstash store through the REST bridge, one GPU worker on the mock
+ * engine): rounds of 7 s at N connections, printing requests/s per round, and workerd's last log lines once a round
+ * fails or slows to a trickle. It reproduces an open defect: at 64 connections, after ~25 s, every request ends in
+ * workerd's "Cannot perform I/O on behalf of a different request (I/O type: ReadableStreamSource)" and throughput
+ * falls to ~0; at 4 connections it holds. The bench's throughput section (3 rounds of 7 s) usually stays under it.
+ *
+ *   deno run -A bench/workerd-soak.ts [--rounds 6] [--connections 64]
+ */
+import { parseArgs } from "node:util";
+import { runThroughput } from "./lib/run-load.ts";
+import { stopAll } from "./lib/process.ts";
+import { makeKeys, startGpuWorker, startMock, startRedisBridge, startWorkerdRouter, waitForWorkers } from "./stack.ts";
+
+const { values } = parseArgs({
+  args: Deno.args,
+  options: { rounds: { type: "string", default: "6" }, connections: { type: "string", default: "64" } },
+});
+const keys = await makeKeys();
+const mock = await startMock();
+const bridge = await startRedisBridge();
+const router = await startWorkerdRouter(keys, bridge);
+const worker = startGpuWorker("worker", router.url, keys, ["--llama-url", mock.url, "--slots", "64"]);
+await waitForWorkers(router.url, worker, 60_000);
+const target = {
+  name: "workerd",
+  host: "127.0.0.1",
+  port: router.port,
+  request: {
+    method: "POST" as const,
+    path: "/v1/chat/completions",
+    headers: { "content-type": "application/json", authorization: `Bearer ${keys.api}` },
+    body: JSON.stringify({ model: "bench", messages: [{ role: "user", content: "Say hello. tokens=16" }] }),
+  },
+};
+let broken = false;
+for (let round = 0; round < Number(values.rounds); round++) {
+  const result = await runThroughput({
+    targets: [target],
+    rounds: 1,
+    connections: Number(values.connections),
+    warmupMs: 0,
+    durationMs: 7_000,
+  });
+  const window = result.targets[0].rounds[0];
+  const rps = Math.round(window.requests / window.seconds);
+  console.log(
+    JSON.stringify({ round, seconds: (round + 1) * 7, rps, errors: window.errors, firstError: window.firstError }),
+  );
+  if (window.errors > 0 || rps < 50) broken = true;
+}
+if (broken) console.log(router.logs().slice(-3_000));
+await stopAll();
+Deno.exit(broken ? 1 : 0);
