@@ -15,7 +15,7 @@ import { parseArgs } from "node:util";
 import { startWorkersStack } from "../tests/fixtures/workers-stack.ts";
 import { startWorker, TEST_ENV, testKeys } from "../tests/helpers/router.ts";
 import { ScriptedEngine } from "../tests/helpers/scripted-engine.ts";
-import { cpuMs, findPid } from "./lib/proc-stats.ts";
+import { cpuMs, findPid, threadCpuMs } from "./lib/proc-stats.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -40,19 +40,6 @@ const worker = startWorker(workerSide, new ScriptedEngine({ slots: 2, tokenDelay
   key: keys.admin,
   pollWaitMs: 60_000,
 });
-
-/** CPU milliseconds of every thread of the process, from schedstat (nanoseconds, not /proc/<pid>/stat's ticks). */
-function preciseCpuMs(pid: number): number {
-  let ns = 0;
-  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
-    try {
-      ns += Number(Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/schedstat`).split(" ")[0]);
-    } catch {
-      // the thread ended
-    }
-  }
-  return ns / 1e6;
-}
 
 /** Voluntary context switches of every thread of the process (each one a sleep and a wake-up). */
 function wakeups(pid: number): Map<string, number> {
@@ -119,11 +106,11 @@ try {
     : undefined;
   if (perf || strace) await new Promise((r) => setTimeout(r, 500));
   const commandsBefore = await bridgeCommands();
-  const cpuBefore = cpuMs(pid), preciseBefore = preciseCpuMs(pid);
+  const cpuBefore = cpuMs(pid), preciseBefore = threadCpuMs(pid);
   const wakeupsBefore = wakeups(pid);
   let wall = 0;
   for (let i = 0; i < streams; i++) wall += await stream();
-  const cpu = cpuMs(pid) - cpuBefore, precise = preciseCpuMs(pid) - preciseBefore;
+  const cpu = cpuMs(pid) - cpuBefore, precise = threadCpuMs(pid) - preciseBefore;
   const wakeupsPerStream = [...wakeups(pid)].map(([name, n]) =>
     `${name} ${((n - (wakeupsBefore.get(name) ?? 0)) / streams).toFixed(1)}`
   );

@@ -63,3 +63,19 @@ export function machineLoad(): { load1: number; cpus: number } {
   }
   return { load1, cpus: navigator.hardwareConcurrency };
 }
+
+/**
+ * CPU milliseconds used so far by every thread of the process, from /proc/<pid>/task/<tid>/schedstat (the
+ * scheduler's run time in nanoseconds): /proc/<pid>/stat's 10 ms ticks made a 9-stream row ±1 ms.
+ */
+export function threadCpuMs(pid: number): number {
+  let ns = 0;
+  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
+    try {
+      ns += Number(Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/schedstat`).split(" ")[0]);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return ns / 1e6;
+}

@@ -12,25 +12,9 @@ import { startWorkersStack } from "../../tests/fixtures/workers-stack.ts";
 import { startWorker, TEST_ENV, testKeys } from "../../tests/helpers/router.ts";
 import { ScriptedEngine } from "../../tests/helpers/scripted-engine.ts";
 import type { BenchContext } from "../context.ts";
-import { findPid } from "../lib/proc-stats.ts";
+import { findPid, threadCpuMs } from "../lib/proc-stats.ts";
 
 const CPU_LIMIT_MS = 10;
-
-/**
- * CPU milliseconds used so far by every thread of the process, from /proc/<pid>/task/<tid>/schedstat (the
- * scheduler's run time in nanoseconds): /proc/<pid>/stat's 10 ms ticks made a 9-stream row ±1 ms.
- */
-function cpuMs(pid: number): number {
-  let ns = 0;
-  for (const task of Deno.readDirSync(`/proc/${pid}/task`)) {
-    try {
-      ns += Number(Deno.readTextFileSync(`/proc/${pid}/task/${task.name}/schedstat`).split(" ")[0]);
-    } catch {
-      // the thread ended meanwhile
-    }
-  }
-  return ns / 1e6;
-}
 
 export async function workerdCpuSection(ctx: BenchContext): Promise<void> {
   const n = ctx.settings.mode === "quick" ? 10 : 100;
@@ -129,16 +113,16 @@ export async function workerdCpuSection(ctx: BenchContext): Promise<void> {
       // workerd's own CPU while nothing is asked of it (its worker's poll parked): subtracted from each path's
       // figure for the time that path took, so a slow path is not charged for the runtime's idle work.
       await new Promise((r) => setTimeout(r, 1_000));
-      const idleFrom = cpuMs(pid), idleAt = performance.now();
+      const idleFrom = threadCpuMs(pid), idleAt = performance.now();
       await new Promise((r) => setTimeout(r, ctx.settings.mode === "quick" ? 1_000 : 5_000));
-      const idlePerMs = (cpuMs(pid) - idleFrom) / (performance.now() - idleAt);
+      const idlePerMs = (threadCpuMs(pid) - idleFrom) / (performance.now() - idleAt);
       for (const path of paths) {
         await path.run(); // warm: key verified, scripts loaded
         const measured = path.sameInstance ? workerPid : pid;
-        const before = cpuMs(measured), workerBefore = cpuMs(workerPid), started = performance.now();
+        const before = threadCpuMs(measured), workerBefore = threadCpuMs(workerPid), started = performance.now();
         for (let i = 0; i < path.count; i++) await path.run();
-        const total = cpuMs(measured) - before;
-        const workerTraffic = (cpuMs(workerPid) - workerBefore) / path.count;
+        const total = threadCpuMs(measured) - before;
+        const workerTraffic = (threadCpuMs(workerPid) - workerBefore) / path.count;
         const idle = idlePerMs * (performance.now() - started);
         const perRequest = Math.max(0, total - idle) / path.count;
         // The same-instance row is many requests (the worker's polls and posts too), not one path.
