@@ -5,7 +5,7 @@
  * workerd's "Cannot perform I/O on behalf of a different request (I/O type: ReadableStreamSource)" and throughput
  * falls to ~0; at 4 connections it holds. The bench's throughput section (3 rounds of 7 s) usually stays under it.
  *
- *   deno run -A bench/workerd-soak.ts [--rounds 6] [--connections 64]
+ *   deno run -A bench/workerd-soak.ts [--rounds 6] [--connections 64] [--log-file PATH]
  */
 import { parseArgs } from "node:util";
 import { runThroughput } from "./lib/run-load.ts";
@@ -14,7 +14,11 @@ import { makeKeys, startGpuWorker, startMock, startRedisBridge, startWorkerdRout
 
 const { values } = parseArgs({
   args: Deno.args,
-  options: { rounds: { type: "string", default: "6" }, connections: { type: "string", default: "64" } },
+  options: {
+    rounds: { type: "string", default: "6" },
+    connections: { type: "string", default: "64" },
+    "log-file": { type: "string" },
+  },
 });
 const keys = await makeKeys();
 const mock = await startMock();
@@ -49,6 +53,7 @@ for (let round = 0; round < Number(values.rounds); round++) {
   );
   if (window.errors > 0 || rps < 50) broken = true;
 }
+if (values["log-file"]) await Deno.writeTextFile(values["log-file"], router.logs());
 if (broken) console.log(router.logs().slice(-3_000));
 await stopAll();
 Deno.exit(broken ? 1 : 0);
