@@ -41,6 +41,12 @@ export interface AppDeps {
   now?: () => number;
   /** Keeps background work alive after the response (Workers' ctx.waitUntil). */
   background?: (work: Promise<unknown>) => void;
+  /**
+   * Whether one request may end another's wait by settling the promise it awaits (default true). False under
+   * workerd, which breaks under concurrency when it does (docs/store.md, "Who owns a wait"); the store given must
+   * then have its in-process wake-ups off too.
+   */
+  crossRequestWakeups?: boolean;
 }
 
 /** Per-request facts from the runtime: the client's address (for throttling wrong keys). */
@@ -90,6 +96,7 @@ export function createApp(deps: AppDeps): App {
       store: deps.store,
       now,
       onArgon2: () => metrics.argon2.inc(),
+      crossRequestWakeups: deps.crossRequestWakeups,
     }),
     // Sweeping is free in memory; on a shared store each sweep is a billed command, and leases last 30 s.
     reapSoon: createReaper(

@@ -35,9 +35,12 @@ function appFor(env: Env): App | undefined {
     const log = createLogger(config.logLevel);
     app = createApp({
       config,
-      // Same-isolate wake-ups end a request's own wait sooner: each waiter creates its own promise, which workerd
-      // settles in the waiter's request (src/store/wakeup.ts; needs compatibility_date >= 2024-10-14).
-      store: createStore(config),
+      // No request ever settles a promise another request awaits: workerd runs such a continuation in the right
+      // request only at low concurrency, and under load (32+ requests at once) it starts answering every request
+      // with "Cannot perform I/O on behalf of a different request" or "code had hung" (docs/store.md, "Who owns a
+      // wait"). Every wait is its own blocking command or timer.
+      store: createStore(config, {}, { wakeups: "off" }),
+      crossRequestWakeups: false,
       log,
       background: (work) => {
         const ctx = requestContext.getStore();

@@ -23,6 +23,11 @@ export interface GateOptions {
   maxWaitingPerClient: number;
   /** Longest a key waits for its turn before a 429. */
   maxWaitMs: number;
+  /**
+   * Whether a release may end another request's wait sooner (default true). Off under workerd: there a request
+   * must not settle a promise another request awaits (docs/store.md, "Who owns a wait"); waits end by their timer.
+   */
+  crossRequestWakeups?: boolean;
 }
 
 interface Ticket {
@@ -94,7 +99,7 @@ export class ArgonGate {
         let timer: ReturnType<typeof setTimeout> | undefined;
         await new Promise<void>((resolve) => {
           timer = setTimeout(resolve, RECHECK_MS);
-          ticket.wake = resolve;
+          if (this.#opts.crossRequestWakeups !== false) ticket.wake = resolve;
         });
         clearTimeout(timer);
         ticket.wake = undefined;

@@ -32,6 +32,8 @@ export interface VerifierOptions {
   maxVerificationWaitMs?: number;
   /** Called for each Argon2id verification run (for /metrics). */
   onArgon2?: () => void;
+  /** See GateOptions.crossRequestWakeups (false under workerd). */
+  crossRequestWakeups?: boolean;
 }
 
 /** How long the store keeps a role's verified digest: "as long as the hashes are unchanged" (a new hash, a new name). */
@@ -83,6 +85,7 @@ export class KeyVerifier {
       maxWaiting: options.maxWaitingVerifications ?? 64,
       maxWaitingPerClient: options.maxWaitingPerClient ?? 8,
       maxWaitMs: options.maxVerificationWaitMs ?? 10_000,
+      crossRequestWakeups: options.crossRequestWakeups,
     });
   }
 

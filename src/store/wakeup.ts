@@ -4,19 +4,17 @@
  * that a waiter of the same instance may return sooner than its own blocking command or timer would.
  *
  * Every wait is its waiter's own: `wait` creates the promise in the waiting request and sets the timer that ends it
- * by itself; a notify from anywhere may only end it sooner. That is what makes direct delivery safe on Cloudflare
- * Workers too: there (compatibility date ≥ 2024-10-14, `handle_cross_request_promise_resolution`) a promise settles
- * in the request that CREATED it, so a notify from request B runs the woken request A's continuation in A's own I/O
- * context, and A's next fetch or stream write is A's. Checked against the real workerd binary by
- * tests/workers/cross-request-wake.test.ts, which also shows the failure without the flag ("Worker's code had hung").
- * The converse stays forbidden (docs/store.md): a request must never await a promise that another request created
- * (a shared in-flight fetch): with the flag that promise settles in its creator's context and fails once that
- * request has ended.
+ * by itself; a notify from anywhere may only end it sooner.
  *
  * Delivery:
- * - "direct": `notify` resolves the waiter's promise at once (Deno and Workers).
- * - "off": no in-process wake-ups at all (every wait ends by its own blocking command or timer). Tests use it to
- *   prove that wake-ups only ever make a wait end sooner.
+ * - "direct": `notify` resolves the waiter's promise at once. Deno, where every request shares one event loop.
+ * - "off": no in-process wake-ups at all (every wait ends by its own blocking command or timer). Cloudflare Workers:
+ *   there a notify from request B settles a promise request A awaits, and workerd (`handle_cross_request_promise_
+ *   resolution`) runs A's continuation in A's request only at low concurrency — at 32 or more requests at once it
+ *   begins failing every such request after some thousands of wake-ups ("Worker's code had hung", or A's response
+ *   built in B's context: "Cannot perform I/O on behalf of a different request") and stays broken
+ *   (bench/workerd-wake-probe.ts; docs/store.md, "Who owns a wait"). Tests also use "off" to prove that wake-ups
+ *   only ever make a wait end sooner.
  */
 export type WakeupDelivery = "direct" | "off";
 
@@ -71,6 +69,11 @@ export class Wakeup {
         set.add(waiter);
       }
     });
+  }
+
+  /** Whether `notify` ends waits at all ("direct"); with "off" a wait is only its own timer. */
+  get delivers(): boolean {
+    return this.delivery === "direct";
   }
 
   /** Wakes every waiter of `topic`. */

@@ -5,7 +5,8 @@
  * The waiting rule (see docs/store.md, "Who owns a wait"): every waiting request owns its wait — its
  * own blocking command, or its own timer-driven poll — and an in-process wake-up may only make that wait end
  * sooner. Nothing here lets a request await a promise that another request created: a waiter's wake-up promise is
- * created by the waiter itself (src/store/wakeup.ts), which on Workers makes its continuation run in its own request.
+ * created by the waiter itself (src/store/wakeup.ts). On Workers in-process wake-ups are off altogether (workerd fails
+ * under concurrency when one request settles another's promise), so there every wait is its command or its timer.
  */
 import type { StoreOptions } from "../store.ts";
 import { StoreError } from "../store.ts";

@@ -4,8 +4,10 @@
  * - otherwise one XREAD BLOCK on the job's stream per batch received;
  * - the read script (which also marks the caller alive) only every callerTimeoutMs/4, and never for the first read
  *   of a job enqueued here (the enqueue marked it).
- * A job enqueued here is first awaited in memory for ENQUEUED_LOCAL_FIRST_MS (one router: its worker posts here too),
- * a job whose batches already came through here for LOCAL_FIRST_MS; after that the caller blocks on Redis.
+ * Where in-process wake-ups are on (Deno), a job enqueued here is first awaited in memory for ENQUEUED_LOCAL_FIRST_MS
+ * (one router: its worker posts here too), a job whose batches already came through here for LOCAL_FIRST_MS; after
+ * that the caller blocks on Redis. Where they are off (workerd) a batch already in memory is taken, else it blocks on
+ * Redis at once: nothing else could end a wait in memory sooner than its timer.
  * Every wait is the caller's own: its XREAD, or its own timer (in-process wake-ups end a wait in memory sooner).
  * A caller that has seen no batch RECOVER_FIRST_MS after it began waiting runs the read script's recovery check, then
  * at doubling gaps: a queued job's lane with no wake token is woken again (a poll took the token and never claimed),
@@ -158,9 +160,13 @@ export class Reads {
     for (let round = 0;; round++) {
       const left = deadline - performance.now();
       if (left < (round === 0 ? MIN_WAIT_MS : REMAINDER_MIN_MS) || signal.aborted) return null;
-      // Its batches come (or most likely will come) through this instance: wait for them in memory first.
+      // Its batches come (or most likely will come) through this instance: wait for them in memory first — where
+      // wake-ups are delivered. Without them (workerd) a batch already here is still taken, then Redis is asked.
       const enqueuedHere = this.#reads.get(jobId)?.enqueuedHere === true;
-      if (parts.recent.has(jobId) || enqueuedHere) {
+      if (!parts.wakeup.delivers) {
+        const local = parts.recent.after(jobId, cursor);
+        if (local) return local;
+      } else if (parts.recent.has(jobId) || enqueuedHere) {
         const localMs = parts.recent.has(jobId) ? LOCAL_FIRST_MS : ENQUEUED_LOCAL_FIRST_MS;
         const woken = await parts.wakeup.wait(topics, Math.min(left, localMs), signal);
         const local = parts.recent.after(jobId, cursor);

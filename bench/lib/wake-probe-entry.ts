@@ -1,8 +1,8 @@
 /**
- * A tiny Worker for tests/workers/cross-request-wake.test.ts: requests park on the store's real `Wakeup` and other
+ * A tiny Worker for bench/workerd-wake-probe.ts: requests park on the store's real `Wakeup` and other
  * requests wake them; after its wait, each waiter does its own I/O (a fetch of the `TARGET` binding) and writes its
- * own response. This is what the Upstash store does on Workers (a caller woken by the worker's post of the same
- * isolate then writes its SSE stream and sends its next XREAD).
+ * own response. This is what the Upstash store once did on Workers (a caller woken by the worker's post of the same
+ * isolate then wrote its SSE stream and sent its next XREAD), until this probe showed it breaking under concurrency.
  *
  * GET /wait?id=X&ms=N    → "<woken> <fetched text>"   (parks on topic X for at most N ms: its own timer)
  * GET /stream?id=X       → three lines, one per wait on topics X-0, X-1, X-2, each followed by its own fetch
