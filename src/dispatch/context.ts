@@ -21,6 +21,8 @@ export interface RouterContext {
   background(work: Promise<unknown>): void;
 }
 
+const STUCK_SWEEP_MS = 60_000;
+
 export function createReaper(
   store: JobStore,
   log: Logger,
@@ -33,7 +35,9 @@ export function createReaper(
   let running = false;
   return () => {
     const t = now();
-    if (running || t - last < intervalMs) return;
+    // A sweep still "running" a minute on never settled (on Workers, its request's waitUntil was cut short): sweep
+    // again rather than never.
+    if ((running && t - last < STUCK_SWEEP_MS) || t - last < intervalMs) return;
     last = t;
     running = true;
     background(
