@@ -4,12 +4,14 @@
  * suite holds both to them. Every step that must be atomic is ONE Lua script (src/store/upstash/lua/*); keys come from
  * src/store/upstash/keys.ts.
  *
- * Pieces: claims.ts (worker polls), reads.ts (callers waiting for events), parts.ts (what they share and how they
- * wait), rest.ts (REST client, retries), lua/ (one script per step), keys.ts (key table), replies.ts (decoders).
+ * Pieces: claims.ts (worker polls), reads.ts (callers waiting for events), counters.ts (fleet-wide metric sums and
+ * command counts), parts.ts (what they share and how they wait), rest.ts (REST client, retries), lua/ (one script per
+ * step), keys.ts (key table), replies.ts (decoders).
  *
  * Cost is counted in commands (each is billed; docs/deploy.md has the table):
  * - a batch of events is one script call and one stream entry, whatever its size;
- * - a caller reads batches posted through this instance from memory, others with one XREAD BLOCK per batch;
+ * - a caller reads batches posted through this instance from memory, others with one XREAD BLOCK per batch (on
+ *   Workers every batch, see reads.ts);
  * - a parked worker poll uses BLPOP on its lanes' wake lists; an idle worker claims only for its heartbeat;
  * - sweeps run at most every SWEEP_INTERVAL_MS per instance and not at all while the fleet is idle;
  * - blocking commands are bounded (maxBlockMs, 60 s) with an HTTP timeout longer than that, and if the service
@@ -18,7 +20,7 @@
  */
 import type { JobEvent } from "../../protocol/events.ts";
 import { Claims } from "./claims.ts";
-import { addCountersScript } from "./lua/add-counters.ts";
+import { Counters } from "./counters.ts";
 import { appendEventsScript } from "./lua/append-events.ts";
 import { cancelScript } from "./lua/cancel.ts";
 import { enqueueScript } from "./lua/enqueue.ts";
@@ -89,11 +91,10 @@ export class UpstashStore implements JobStore {
   readonly #parts: UpstashParts;
   readonly #claims: Claims;
   readonly #reads: Reads;
+  readonly #counters: Counters;
   readonly #lazySweeps: boolean;
   /** Lazy sweeps: when this instance last swept, and whether that sweep left nothing live that it has not seen. */
   #sweptAt = Number.NEGATIVE_INFINITY;
-  /** Of this instance's commands, those already added to the per-minute counts (addCounters). */
-  #commandsBucketed = 0;
   #fleetIdle = false;
 
   constructor(config: UpstashStoreConfig) {
@@ -109,6 +110,7 @@ export class UpstashStore implements JobStore {
     });
     this.#claims = new Claims(this.#parts);
     this.#reads = new Reads(this.#parts);
+    this.#counters = new Counters(this.#parts);
     this.#lazySweeps = config.lazySweeps ?? false;
   }
 
@@ -395,44 +397,16 @@ export class UpstashStore implements JobStore {
     ]);
   }
 
-  async addCounters(deltas: Record<string, number>): Promise<void> {
-    const pairs = Object.entries(deltas).filter(([, delta]) => delta !== 0 && Number.isFinite(delta));
-    const commands = this.commandCount - this.#commandsBucketed;
-    if (pairs.length === 0 && commands <= 0) return;
-    const now = this.#opts.now();
-    // The same flush id on every retry of this call: a flush whose reply was lost is not added twice.
-    const flushId = crypto.randomUUID();
-    await this.#scripts.run(addCountersScript, {
-      counters: this.#keys.counters,
-      flushMark: this.#keys.countersFlush(flushId),
-      minutes: this.#keys.commandMinutes,
-    }, {
-      minute: Math.floor(now / 60_000),
-      commands: Math.max(0, commands),
-      minutesTtlMs: 2 * 3_600_000,
-    }, pairs.flat());
-    this.#commandsBucketed += Math.max(0, commands);
+  addCounters(deltas: Record<string, number>): Promise<void> {
+    return this.#counters.add(deltas);
   }
 
-  /**
-   * Store commands counted fleet-wide (as flushed by every instance with addCounters) in the last `minutes` whole
-   * minutes before the current one, plus the current one so far.
-   */
-  async commandsInLast(minutes: number): Promise<number> {
-    const current = Math.floor(this.#opts.now() / 60_000);
-    const fields = Array.from({ length: minutes + 1 }, (_, i) => String(current - i));
-    const values = asArray(
-      await this.#rest.command(["HMGET", this.#keys.commandMinutes, ...fields], { retry: true }),
-      "minutes",
-    );
-    return values.reduce<number>((sum, v) => sum + (v === null ? 0 : Number(v)), 0);
+  commandsInLast(minutes: number): Promise<number> {
+    return this.#counters.commandsInLast(minutes);
   }
 
-  async readCounters(): Promise<Record<string, number>> {
-    const flat = asArray(await this.#rest.command(["HGETALL", this.#keys.counters]), "counters");
-    const counters: Record<string, number> = {};
-    for (let i = 0; i + 1 < flat.length; i += 2) counters[asString(flat[i], "counters")] = Number(flat[i + 1]);
-    return counters;
+  readCounters(): Promise<Record<string, number>> {
+    return this.#counters.read();
   }
 
   close(): Promise<void> {
