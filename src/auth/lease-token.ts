@@ -27,7 +27,7 @@ export type LeaseCheck = "ok" | "wrong_role" | "invalid";
 const ISSUED_MAX = 8_192;
 
 export class LeaseTokens {
-  readonly #key: Promise<RouterKey>;
+  readonly #key: RouterKey;
   readonly #issued = new Map<string, { workerId: string; token: string; role: string }>();
 
   constructor(hashes: Partial<Record<KeyRole, Argon2Phc>>) {
@@ -69,6 +69,6 @@ export class LeaseTokens {
   }
 
   async #mac(jobId: string, workerId: string, attempt: number, role: string): Promise<string> {
-    return await hmacBase64url(await this.#key, JSON.stringify([jobId, workerId, attempt, role]));
+    return await hmacBase64url(this.#key, JSON.stringify([jobId, workerId, attempt, role]));
   }
 }

@@ -40,16 +40,15 @@ function routerKey(secret: Uint8Array): RouterKey {
   };
 }
 
-/** The key for `label`, derived from the configured hashes. */
-export async function deriveRouterKey(
-  hashes: Partial<Record<KeyRole, Argon2Phc>>,
-  label: string,
-): Promise<RouterKey> {
+/**
+ * The key for `label`, derived from the configured hashes. Synchronous, so no promise of it is ever shared between
+ * requests (under workerd a request must not await a promise another request created: docs/store.md).
+ */
+export function deriveRouterKey(hashes: Partial<Record<KeyRole, Argon2Phc>>, label: string): RouterKey {
   const material = (Object.keys(hashes) as KeyRole[]).sort()
     .map((role) => `${role}:${base64url(hashes[role]!.salt)}:${base64url(hashes[role]!.hash)}`)
     .join("|");
-  const seed = await crypto.subtle.digest("SHA-256", encoder.encode(`auxot-router-secret-v1|${label}|${material}`));
-  return routerKey(new Uint8Array(seed));
+  return routerKey(sha256(encoder.encode(`auxot-router-secret-v1|${label}|${material}`)));
 }
 
 /** The MAC of `text`, base64url without padding (the same bytes WebCrypto's HMAC gives). */

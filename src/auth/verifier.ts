@@ -17,7 +17,7 @@ import type { JobStore } from "../store/store.ts";
 import { ArgonGate } from "./argon-gate.ts";
 import { type Argon2Phc, type KeyRole, keyRole, verifyKey } from "./keys.ts";
 import { LeaseTokens } from "./lease-token.ts";
-import { constantTimeEqual, deriveRouterKey, hmacBase64url, type RouterKey } from "./router-secret.ts";
+import { constantTimeEqual, deriveRouterKey, type RouterKey } from "./router-secret.ts";
 
 export interface VerifierOptions {
   hashes: Partial<Record<KeyRole, Argon2Phc>>;
@@ -65,8 +65,8 @@ export class KeyVerifier {
   readonly #rejected = new Map<string, number>();
   /** Recent failures per client: clients that fail wait behind clients that do not. */
   readonly #failures = new Map<string, { count: number; since: number }>();
-  #digestKey?: Promise<RouterKey>;
-  #storeNames?: Promise<Record<KeyRole, string>>;
+  #digestKey?: RouterKey;
+  #storeNames?: Record<KeyRole, string>;
   /** Lease tokens of this deployment (same secret family as the digests). */
   readonly leases: LeaseTokens;
   /** Counters for /metrics and tests. */
@@ -123,7 +123,7 @@ export class KeyVerifier {
       this.stats.cacheHits++;
       return role;
     }
-    const digest = await this.#digest(presented);
+    const digest = this.#digest(presented);
     const known = this.#known[role] ?? await this.#knownFromStore(role);
     if (known !== undefined) return this.#compare(digest, known, role, client, presented);
     if (this.#isRejected(digest)) throw this.#fail(client);
@@ -157,7 +157,7 @@ export class KeyVerifier {
     this.#known[role] = digest;
     this.#accepted[role] = presented;
     try {
-      await this.#store.putVerifiedKey((await this.#names())[role], digest, KNOWN_DIGEST_TTL_MS);
+      await this.#store.putVerifiedKey(this.#names()[role], digest, KNOWN_DIGEST_TTL_MS);
     } catch {
       // The store is only a cache here: other isolates will verify once themselves.
     }
@@ -179,7 +179,7 @@ export class KeyVerifier {
     this.#storeAskedAt[role] = now;
     let value: string | null = null;
     try {
-      value = await this.#store.getVerifiedKey((await this.#names())[role]);
+      value = await this.#store.getVerifiedKey(this.#names()[role]);
     } catch {
       return undefined; // the store unreachable: verify here (the request itself will meet the outage soon enough)
     }
@@ -217,21 +217,22 @@ export class KeyVerifier {
   }
 
   /** HMAC-SHA-256 of the key under the router secret (src/auth/router-secret.ts): rotating any key changes it. */
-  async #digest(key: string): Promise<string> {
+  // Derived on first use, synchronously: no request ever awaits a promise of it that another request created.
+  #digest(key: string): string {
     this.#digestKey ??= deriveRouterKey(this.#hashes, "key-digest");
-    return await hmacBase64url(await this.#digestKey, key);
+    return this.#digestKey.digestBase64url(key);
   }
 
   /** Store names of the verified digests: they depend on the secret, so new hashes never meet an old entry. */
-  #names(): Promise<Record<KeyRole, string>> {
-    this.#storeNames ??= (async () => {
-      const fingerprint = (await this.#digest("store-name")).slice(0, 16);
-      return {
+  #names(): Record<KeyRole, string> {
+    if (!this.#storeNames) {
+      const fingerprint = this.#digest("store-name").slice(0, 16);
+      this.#storeNames = {
         admin: `known.${fingerprint}.admin`,
         api: `known.${fingerprint}.api`,
         tools: `known.${fingerprint}.tools`,
       };
-    })();
+    }
     return this.#storeNames;
   }
 }
