@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { eventually, startDenoRouter, startWorker } from "../helpers/router.ts";
 import { ScriptedEngine } from "../helpers/scripted-engine.ts";
+import { newJob } from "./conformance.ts";
 import { withBackend } from "./upstash-backend.ts";
 
 async function chat(url: string, key: string, prompt: string, stream: boolean): Promise<string> {
@@ -102,5 +103,29 @@ Deno.test("upstash cost: an idle worker's polls (poll wait and worker TTL scaled
       await worker.stop();
       await router.close();
     }
+  });
+});
+
+Deno.test("upstash cost: the sweep after a burst of 2,100 finished jobs is 2 commands, and leaves no job key", async () => {
+  await withBackend(async (backend) => {
+    let clock = Date.now();
+    const store = backend.store({ finishedTtlMs: 1_000, now: () => clock });
+    await store.reap(); // loads the script (a first EVALSHA is answered NOSCRIPT, then EVAL)
+    const ids: string[] = [];
+    for (let i = 0; i < 2_100; i++) {
+      const job = newJob(clock);
+      await store.enqueue(job);
+      ids.push(job.id);
+    }
+    await Promise.all(ids.map((id) => store.cancel(id, "caller_left")));
+    clock += 2_000; // every one past its TTL by the store's clock (not yet by Redis's)
+    const before = store.commandCount;
+    await store.reap();
+    const sweep = store.commandCount - before;
+    console.log(JSON.stringify({ sweep }));
+    // 200 per call before: 11 calls. Each deleted job is two DELs inside the script, not a command of its own.
+    assert.equal(sweep, 2);
+    assert.deepEqual((await backend.keys()).filter((key) => /:job:|:events:/.test(key)), []);
+    await store.close();
   });
 });
