@@ -216,8 +216,10 @@ export class KeyVerifier {
     return new ApiError("authentication", "Invalid API key.");
   }
 
-  /** HMAC-SHA-256 of the key under the router secret (src/auth/router-secret.ts): rotating any key changes it. */
-  // Derived on first use, synchronously: no request ever awaits a promise of it that another request created.
+  /**
+   * HMAC-SHA-256 of the key under the router secret (src/auth/router-secret.ts): rotating any key changes it. The key
+   * is derived on first use, synchronously: no request ever awaits a promise of it that another request created.
+   */
   #digest(key: string): string {
     this.#digestKey ??= deriveRouterKey(this.#hashes, "key-digest");
     return this.#digestKey.digestBase64url(key);
