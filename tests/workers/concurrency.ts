@@ -3,8 +3,11 @@
  * streaming and non-streaming requests at once, served by real long-polling workers (the scripted engine behind the
  * real WorkerLoop). Each request asks for an answer unique to it, so the load can tell a complete answer from one
  * with duplicated or missing tokens, an explicit error, or a request workerd cancelled ("Worker's code had hung").
- * Used by tests/workers/concurrency-workerd.test.ts (64 + 64) and by the benchmark (256 streams).
+ * Used by tests/workers/concurrency-workerd.test.ts (64 + 64), tests/workers/sustained-load-workerd.test.ts (64 callers
+ * for 40 s) and by the benchmark (256 streams).
  */
+import assert from "node:assert/strict";
+import { startWorkersStack } from "../fixtures/workers-stack.ts";
 import { type RunningWorker, startWorker, TEST_ENV, testKeys } from "../helpers/router.ts";
 import { ScriptedEngine } from "../helpers/scripted-engine.ts";
 import { type Outcome, streamCall, uniqueWords } from "../reliability/caller.ts";
@@ -121,6 +124,23 @@ export async function runConcurrency(stack: WorkersStack, shape: ConcurrencyShap
   } finally {
     await Promise.all(workers.map((w) => w.stop()));
     await router.stop();
+  }
+}
+
+/**
+ * Runs `shape` on a fresh stack and checks that the load held: every answer complete and exact (none failed, hung,
+ * cut or duplicated), and no workerd log line about a hung request or I/O on behalf of a different request.
+ */
+export async function assertLoadHolds(shape: ConcurrencyShape): Promise<void> {
+  const stack = await startWorkersStack();
+  try {
+    const result = await runConcurrency(stack, shape);
+    console.log(JSON.stringify({ tally: result.tally, seconds: result.seconds.toFixed(1) }));
+    assert.deepEqual(result.failures, []);
+    assert.deepEqual(result.hungLogLines, []);
+    assert.equal(result.tally.completed, result.outcomes.length);
+  } finally {
+    await stack.close();
   }
 }
 

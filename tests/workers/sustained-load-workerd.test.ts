@@ -9,31 +9,19 @@
  * 500 ("Cannot perform I/O on behalf of a different request", I/O type ReadableStreamSource) until restarted. Now no
  * request settles a promise another request awaits under workerd (docs/store.md, "Who owns a wait").
  */
-import assert from "node:assert/strict";
-import { startWorkersStack } from "../fixtures/workers-stack.ts";
-import { runConcurrency } from "./concurrency.ts";
+import { assertLoadHolds } from "./concurrency.ts";
 
 Deno.test(
   { name: "workerd + Upstash: 64 callers for 40 s of back-to-back requests, every answer complete" },
-  async () => {
-    const stack = await startWorkersStack();
-    try {
-      const result = await runConcurrency(stack, {
-        streams: 0,
-        nonStreams: 64,
-        words: 4,
-        tokenDelayMs: 0,
-        workers: 2,
-        slotsPerWorker: 64,
-        deadlineMs: 60_000,
-        durationMs: Number(Deno.env.get("AUXOT_TEST_DURATION_MS") ?? 40_000),
-      });
-      console.log(JSON.stringify({ tally: result.tally, seconds: result.seconds.toFixed(1) }));
-      assert.deepEqual(result.failures, []);
-      assert.deepEqual(result.hungLogLines, []);
-      assert.equal(result.tally.completed, result.outcomes.length);
-    } finally {
-      await stack.close();
-    }
-  },
+  () =>
+    assertLoadHolds({
+      streams: 0,
+      nonStreams: 64,
+      words: 4,
+      tokenDelayMs: 0,
+      workers: 2,
+      slotsPerWorker: 64,
+      deadlineMs: 60_000,
+      durationMs: Number(Deno.env.get("AUXOT_TEST_DURATION_MS") ?? 40_000),
+    }),
 );
