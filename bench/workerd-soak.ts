@@ -1,9 +1,10 @@
 /**
  * Sustained load on the router under workerd (Upstash store through the REST bridge, one GPU worker on the mock
  * engine): rounds of 7 s at N connections, printing requests/s per round, and workerd's last log lines once a round
- * fails or slows to a trickle. It reproduces an open defect: at 64 connections, after ~25 s, every request ends in
- * workerd's "Cannot perform I/O on behalf of a different request (I/O type: ReadableStreamSource)" and throughput
- * falls to ~0; at 4 connections it holds. The bench's throughput section (3 rounds of 7 s) usually stays under it.
+ * fails or slows to a trickle. It found the defect of cross-request wake-ups (docs/store.md, "Who owns a wait"): with
+ * them, at 64 connections, after 20–40 s every request ended in workerd's "Cannot perform I/O on behalf of a different
+ * request (I/O type: ReadableStreamSource)"; the bench's throughput section (3 rounds of 7 s) stayed under it. Without
+ * them (since 1ff264e) every round holds; tests/workers/sustained-load-workerd.test.ts keeps it so in CI.
  *
  *   deno run -A bench/workerd-soak.ts [--rounds 6] [--connections 64] [--log-file PATH]
  */
