@@ -13,7 +13,7 @@
  * the CPU figures from runs without it. With the probe loaded, SIGUSR2 to the process writes a heap snapshot.
  *
  *   deno run -A bench/rss-study.ts [--rounds 3] [--warmup 2000] [--duration 5000] [--connections 64] [--breakdown]
- *                                  [--only base,hello,...] [--variant 'name=router:--flag1,--flag2[:ENV=value]']
+ *                                  [--only base,hello,...] [--variant 'name=router:--flag1,--flag2[:ENV=value[:DIR]]']
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -39,6 +39,8 @@ interface Variant {
   /** V8 flags (without `--v8-flags=`); the checkout's `deno task start` flags for the baseline. */
   v8: string[];
   env?: Record<string, string>;
+  /** Another checkout whose router to run (e.g. a code change measured against this one); this one by default. */
+  root?: string;
 }
 
 const START_FLAGS = (await startV8Flags(ROOT)).flatMap((f) => f.slice("--v8-flags=".length).split(","));
@@ -61,14 +63,14 @@ const CATALOG: Variant[] = [
   { name: "arena2", server: "router", v8: START_FLAGS, env: { MALLOC_ARENA_MAX: "2" } },
 ];
 
-/** `name=router:--flag1,--flag2[:ENV=value;ENV2=value]` (or `hello` for the floor server). */
+/** `name=router:--flag1,--flag2[:ENV=value;ENV2=value[:/other/checkout]]` (or `hello` for the floor server). */
 function parseVariant(spec: string): Variant {
-  const [name, server, flags = "", envSpec = ""] = splitOnce(spec, "=").flatMap((part, i) =>
+  const [name, server, flags = "", envSpec = "", root] = splitOnce(spec, "=").flatMap((part, i) =>
     i === 0 ? [part] : part.split(":")
   );
   if (server !== "router" && server !== "hello") throw new Error(`--variant ${spec}: server must be router or hello`);
   const env = Object.fromEntries(envSpec.split(";").filter(Boolean).map((kv) => splitOnce(kv, "=")));
-  return { name, server, v8: flags.split(",").filter(Boolean), env };
+  return { name, server, v8: flags.split(",").filter(Boolean), env, root: root || undefined };
 }
 
 function splitOnce(text: string, separator: string): [string, string] {
@@ -140,8 +142,9 @@ async function start(variant: Variant, keys: BenchKeys, mockUrl: string, probeFi
     return { pid: child.pid, port, stop: child.stop };
   }
   const port = freePort();
-  const router = spawnChild(variant.name, Deno.execPath(), ["run", "-A", ...flags, join(ROOT, "src/entry-deno.ts")], {
-    cwd: ROOT,
+  const root = variant.root ?? ROOT;
+  const router = spawnChild(variant.name, Deno.execPath(), ["run", "-A", ...flags, join(root, "src/entry-deno.ts")], {
+    cwd: root,
     env: {
       AUXOT_PORT: String(port),
       AUXOT_HOST: "127.0.0.1",
