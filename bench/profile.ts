@@ -23,7 +23,7 @@ import {
   summarizeSnapshot,
 } from "./lib/profile-summary.ts";
 import { runThroughput } from "./lib/run-load.ts";
-import { benchTempDir, makeKeys, ROOT, startGpuWorker, startMock, startV8Flags, waitForWorkers } from "./stack.ts";
+import { denoRouterEnv, makeKeys, ROOT, startGpuWorker, startMock, startV8Flags, waitForWorkers } from "./stack.ts";
 
 /** A minimal Chrome DevTools Protocol client over the inspector's WebSocket. */
 class Inspector {
@@ -111,15 +111,11 @@ async function main(): Promise<void> {
     ],
     {
       cwd: root,
-      env: {
-        AUXOT_PORT: String(port),
-        AUXOT_HOST: "127.0.0.1",
-        AUXOT_MODEL: "custom:bench",
-        AUXOT_LOG_LEVEL: "warn",
-        AUXOT_ENV_FILE: join(await benchTempDir(), "absent.env"),
-        ...keys.hashes,
-        ...Object.fromEntries((values["router-env"] ?? "").split(",").filter(Boolean).map((kv) => kv.split("="))),
-      },
+      env: await denoRouterEnv(
+        port,
+        keys,
+        Object.fromEntries((values["router-env"] ?? "").split(",").filter(Boolean).map((kv) => kv.split("="))),
+      ),
     },
   );
   const url = `http://127.0.0.1:${port}`;

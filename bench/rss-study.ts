@@ -25,6 +25,7 @@ import { median } from "./lib/stats.ts";
 import {
   type BenchKeys,
   benchTempDir,
+  denoRouterEnv,
   makeKeys,
   ROOT,
   startGpuWorker,
@@ -145,16 +146,7 @@ async function start(variant: Variant, keys: BenchKeys, mockUrl: string, probeFi
   const root = variant.root ?? ROOT;
   const router = spawnChild(variant.name, Deno.execPath(), ["run", "-A", ...flags, join(root, "src/entry-deno.ts")], {
     cwd: root,
-    env: {
-      AUXOT_PORT: String(port),
-      AUXOT_HOST: "127.0.0.1",
-      AUXOT_MODEL: "custom:bench",
-      AUXOT_LOG_LEVEL: "warn",
-      AUXOT_ENV_FILE: join(await benchTempDir(), "absent.env"),
-      ...keys.hashes,
-      ...variant.env,
-      ...probeEnv,
-    },
+    env: await denoRouterEnv(port, keys, { ...variant.env, ...probeEnv }),
   });
   const url = `http://127.0.0.1:${port}`;
   await waitFor(

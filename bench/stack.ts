@@ -88,6 +88,24 @@ export async function startV8Flags(root: string): Promise<string[]> {
   return start.match(/--v8-flags=\S+/g) ?? [];
 }
 
+/** The environment of a benchmark's router under Deno on `port`: no .env (every setting is here), the keys' hashes,
+ * then `extra`. */
+export async function denoRouterEnv(
+  port: number,
+  keys: BenchKeys,
+  extra: Record<string, string> = {},
+): Promise<Record<string, string>> {
+  return {
+    AUXOT_PORT: String(port),
+    AUXOT_HOST: "127.0.0.1",
+    AUXOT_MODEL: "custom:bench",
+    AUXOT_LOG_LEVEL: "warn",
+    AUXOT_ENV_FILE: join(await benchTempDir(), "absent.env"),
+    ...keys.hashes,
+    ...extra,
+  };
+}
+
 /** The router under Deno, as `deno task start` runs it (its own process, src/entry-deno.ts). */
 export async function startDenoRouter(options: RouterOptions): Promise<Service & { child: Child }> {
   const port = freePort();
@@ -99,16 +117,7 @@ export async function startDenoRouter(options: RouterOptions): Promise<Service &
     join(root, "src/entry-deno.ts"),
   ], {
     cwd: root,
-    env: {
-      AUXOT_PORT: String(port),
-      AUXOT_HOST: "127.0.0.1",
-      AUXOT_MODEL: "custom:bench",
-      AUXOT_LOG_LEVEL: "warn",
-      // No .env: the benchmark's settings are all in the environment.
-      AUXOT_ENV_FILE: join(await benchTempDir(), "absent.env"),
-      ...options.keys.hashes,
-      ...options.env,
-    },
+    env: await denoRouterEnv(port, options.keys, options.env),
   });
   const url = `http://127.0.0.1:${port}`;
   await waitFor(
