@@ -59,8 +59,8 @@ export interface UpstashStoreConfig {
   /** Longest single blocking command in ms (default 60 s). */
   maxBlockMs?: number;
   /**
-   * Same-instance wake-ups (src/store/wakeup.ts): "direct" (the default, Deno and Workers alike) or "off" (tests:
-   * every wait then ends by its own blocking command or timer).
+   * Same-instance wake-ups (src/store/wakeup.ts): "direct" (the default; Deno) or "off" (Workers, where no request
+   * may settle another's promise, and tests: every wait then ends by its own blocking command or timer).
    */
   wakeups?: WakeupDelivery;
   /**
