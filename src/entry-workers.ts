@@ -39,7 +39,7 @@ function appFor(env: Env): App | undefined {
       // request only at low concurrency, and under load (32+ requests at once) it starts answering every request
       // with "Cannot perform I/O on behalf of a different request" or "code had hung" (docs/store.md, "Who owns a
       // wait"). Every wait is its own blocking command or timer.
-      store: createStore(config, {}, { wakeups: "off" }),
+      store: createStore(config, {}, { wakeups: "off", subscribe: true }),
       crossRequestWakeups: false,
       log,
       background: (work) => {

@@ -331,7 +331,8 @@ export class JobRun implements EventSource {
     const giveUpAt = performance.now() + STORE_OUTAGE_GRACE_MS;
     for (let attempt = 1;; attempt++) {
       try {
-        const read = await this.#store.readEvents(this.#jobId, this.#cursor, wait, signal);
+        // `this` names the request reading: the store may keep its subscription to the job's channel for it.
+        const read = await this.#store.readEvents(this.#jobId, this.#cursor, wait, signal, this);
         // The worker's posts failed during the outage too: its silence window starts again now.
         if (attempt > 1) this.#lastHeardAt = this.ctx.now();
         return read;

@@ -11,7 +11,7 @@ import type { WakeupDelivery } from "./wakeup.ts";
 export function createStore(
   config: RouterConfig,
   options: Partial<StoreOptions> = {},
-  runtime: { wakeups?: WakeupDelivery } = {},
+  runtime: { wakeups?: WakeupDelivery; subscribe?: boolean } = {},
 ): JobStore {
   const opts: Partial<StoreOptions> = { leaseMs: config.leaseMs, ...options };
   if (config.redis) {

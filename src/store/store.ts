@@ -90,8 +90,12 @@ export interface JobStore {
   claim(req: ClaimRequest): Promise<ClaimResult>;
   /** Appends a batch of events of a job leased to `workerId`, idempotently by `seq`; extends the lease. */
   appendEvents(jobId: string, workerId: string, seq: number, events: JobEvent[]): Promise<AppendResult>;
-  /** Reads events after `cursor` ("" = from the start), waiting up to `waitMs` for new ones; marks the caller alive. */
-  readEvents(jobId: string, cursor: string, waitMs: number, signal?: AbortSignal): Promise<ReadResult>;
+  /**
+   * Reads events after `cursor` ("" = from the start), waiting up to `waitMs` for new ones; marks the caller alive.
+   * `reader`, an object that lives as long as the request reading (and only that request passes it), lets a store
+   * keep something open for that request's later reads (the Upstash store's subscription, on Workers).
+   */
+  readEvents(jobId: string, cursor: string, waitMs: number, signal?: AbortSignal, reader?: object): Promise<ReadResult>;
   /** Cancels a job: dequeued if queued; its worker learns it on its next exchange. Appends an error event. */
   cancel(jobId: string, reason: CancelReason): Promise<void>;
   /** Recovers from lost leases, dead callers and passed deadlines. Cheap when there is nothing to do. */

@@ -45,6 +45,8 @@ export interface PartsConfig {
   maxBlockMs: number;
   wakeups: WakeupDelivery;
   retryBudgetMs?: number;
+  /** Callers wait on a subscription to their job's channel rather than an XREAD per batch (reads.ts). */
+  subscribe: boolean;
 }
 
 export class UpstashParts {
@@ -63,6 +65,10 @@ export class UpstashParts {
    * command, for BLOCKING_RETRY_MS after one failed in transit.
    */
   #pollUntil = 0;
+  /** Subscriptions asked for (config) and, until when (performance.now()) they are off: forever once the service
+   * refused one, for BLOCKING_RETRY_MS after one failed in transit. */
+  readonly #subscribe: boolean;
+  #subscribeOffUntil = 0;
 
   constructor(config: PartsConfig) {
     this.rest = new UpstashRest({
@@ -77,6 +83,19 @@ export class UpstashParts {
     this.opts = config.options;
     this.maxBlockMs = config.maxBlockMs;
     this.wakeup = new Wakeup(config.wakeups);
+    this.#subscribe = config.subscribe;
+  }
+
+  /** True while callers wait on subscriptions (asked for, and not refused or failing lately). */
+  get subscribing(): boolean {
+    return this.#subscribe && performance.now() >= this.#subscribeOffUntil;
+  }
+
+  /** A subscription could not be opened: the service does not offer it (off for good) or failed in transit. */
+  subscribeFailed(err: unknown): void {
+    this.#subscribeOffUntil = err instanceof RedisReplyError
+      ? Number.POSITIVE_INFINITY
+      : performance.now() + BLOCKING_RETRY_MS;
   }
 
   /** True while blocking commands are off (refused by the service, or failing in transit lately). */

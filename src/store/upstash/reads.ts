@@ -8,7 +8,12 @@
  * (one router: its worker posts here too), a job whose batches already came through here for LOCAL_FIRST_MS; after
  * that the caller blocks on Redis. Where they are off (workerd) a batch already in memory is taken, else it blocks on
  * Redis at once: nothing else could end a wait in memory sooner than its timer.
- * Every wait is the caller's own: its XREAD, or its own timer (in-process wake-ups end a wait in memory sooner).
+ * Where subscriptions are on (Workers) a caller that names itself (`reader`) waits on its own subscription to its
+ * job's channel instead (subscription.ts): one SUBSCRIBE for the job's whole answer, plus an XREAD only for a gap
+ * (a batch published before the subscription was live or too large to publish), and at most one catch-up XREAD
+ * when nothing arrived CATCHUP_MS after the subscription was confirmed (its batches may all have come before).
+ * Every wait is the caller's own: its XREAD, its subscription, or its own timer (in-process wake-ups end a wait in
+ * memory sooner).
  * A caller that has seen no batch RECOVER_FIRST_MS after it began waiting runs the read script's recovery check, then
  * at doubling gaps: a queued job's lane with no wake token is woken again (a poll took the token and never claimed),
  * and a job claimed by a poll that outlived its worker (under workerd a poll whose client left still runs, and its
@@ -31,6 +36,7 @@ import {
   WAKE_TTL_MS,
 } from "./parts.ts";
 import { asArray, asState, asString, parseEntries, toRead, unknownJob } from "./replies.ts";
+import { JobSubscription } from "./subscription.ts";
 
 /** Stream entries (batches) returned by one read. */
 const READ_BATCH = 1_000;
@@ -46,6 +52,11 @@ const RECOVER_MAX_MS = 16_000;
 const UNCONFIRMED_MS = 4_000;
 /** Jobs whose reads are tracked here at most. */
 const TRACKED_READS = 10_000;
+/** A subscription that heard nothing this long after Redis confirmed it checks Redis once: the job's batches may
+ * all have been published before it was live. Longer than a started job takes to post (progress every second). */
+const CATCHUP_MS = 1_000;
+/** Subscriptions open at once per instance at most (the oldest is closed; its reader falls back to XREAD). */
+const SUBSCRIPTIONS_MAX = 1_000;
 
 const FINAL_STATES: ReadonlySet<JobState> = new Set(["done", "failed", "cancelled"]);
 
@@ -65,6 +76,10 @@ interface Tracked {
 export class Reads {
   readonly #parts: UpstashParts;
   readonly #reads = new Map<string, Tracked>();
+  /** Open subscriptions by job, each read only by its owner (subscription.ts). */
+  readonly #subscriptions = new Map<string, JobSubscription>();
+  /** The job each reader is subscribed for: a reader that moves on to another job (a continuation) closes the last. */
+  readonly #subscribedJob = new WeakMap<object, string>();
 
   constructor(parts: UpstashParts) {
     this.#parts = parts;
@@ -75,7 +90,19 @@ export class Reads {
     this.#track(jobId, { markedAt: this.#parts.opts.now(), state: "queued", enqueuedHere: true, ...firstRecover() });
   }
 
-  async readEvents(jobId: string, cursor: string, waitMs: number, signal?: AbortSignal): Promise<ReadResult> {
+  /** Closes every open subscription (the store is closing). */
+  close(): void {
+    for (const subscription of this.#subscriptions.values()) subscription.close();
+    this.#subscriptions.clear();
+  }
+
+  async readEvents(
+    jobId: string,
+    cursor: string,
+    waitMs: number,
+    signal?: AbortSignal,
+    reader?: object,
+  ): Promise<ReadResult> {
     const deadline = performance.now() + waitMs;
     const now = this.#parts.opts.now();
     const seen = this.#reads.get(jobId);
@@ -102,7 +129,7 @@ export class Reads {
     } else {
       state = seen.state;
     }
-    const waited = await this.#waitForEvents(jobId, cursor, deadline, signal);
+    const waited = await this.#waitForEvents(jobId, cursor, deadline, signal, reader);
     return waited ? this.#noteRead(jobId, waited) : { events: [], cursor, state };
   }
 
@@ -151,6 +178,7 @@ export class Reads {
     cursor: string,
     deadline: number,
     external?: AbortSignal,
+    reader?: object,
   ): Promise<ReadResult | null> {
     const parts = this.#parts;
     const signal = parts.signal(external);
@@ -202,10 +230,85 @@ export class Reads {
         continue;
       }
       const blockMs = Math.min(remaining, parts.maxBlockMs, Math.max(recoverIn, MIN_WAIT_MS));
+      if (reader && parts.subscribing) {
+        const heard = await this.#viaSubscription(jobId, cursor, performance.now() + blockMs, signal, reader);
+        if (heard !== "xread") {
+          if (heard) return heard;
+          continue;
+        }
+      }
       const outcome = await parts.block(signal, (abort) => this.#xread(eventsKey, cursor, blockMs, abort));
       if (outcome.kind === "remote") return outcome.value;
       if (outcome.kind === "fallback") backoffMs = 0; // check again at once, by polling
     }
+  }
+
+  /**
+   * Waits on the reader's subscription to the job's channel (opened on its first wait) until `until`: the batches
+   * that continue from `cursor`, null when none came in time, "xread" when this wait must use XREAD instead (the
+   * job's subscription belongs to another reader, or none could be opened).
+   */
+  async #viaSubscription(
+    jobId: string,
+    cursor: string,
+    until: number,
+    signal: AbortSignal,
+    reader: object,
+  ): Promise<ReadResult | null | "xread"> {
+    const parts = this.#parts;
+    let subscription = this.#subscriptions.get(jobId);
+    if (subscription && subscription.owner !== reader) return "xread";
+    if (subscription?.ended) {
+      this.#closeSubscription(jobId); // ended by the service: a new one must catch up again
+      subscription = undefined;
+    }
+    if (!subscription) {
+      try {
+        subscription = await JobSubscription.open(parts.rest, parts.keys.events(jobId), reader, signal);
+      } catch (err) {
+        if (signal.aborted) return null;
+        parts.subscribeFailed(err);
+        return "xread";
+      }
+      const previous = this.#subscribedJob.get(reader);
+      if (previous !== undefined && this.#subscriptions.get(previous)?.owner === reader) {
+        this.#closeSubscription(previous);
+      }
+      this.#subscriptions.set(jobId, subscription);
+      this.#subscribedJob.set(reader, jobId);
+      if (this.#subscriptions.size > SUBSCRIPTIONS_MAX) {
+        this.#closeSubscription(this.#subscriptions.keys().next().value!);
+      }
+    }
+    for (;;) {
+      const taken = subscription.take(cursor);
+      if (taken.kind === "entries") {
+        subscription.synced = true;
+        return this.#fromSubscription(jobId, toRead(taken.entries));
+      }
+      const catchUpAt = subscription.confirmedAt + CATCHUP_MS; // NaN (never) until confirmed
+      if (taken.kind === "gap" || (!subscription.synced && performance.now() >= catchUpAt)) {
+        // Read after the confirmation: whatever the subscription missed is in the stream now.
+        subscription.synced = subscription.confirmed;
+        const read = await this.#xread(parts.keys.events(jobId), cursor, 0, signal);
+        if (read) return this.#fromSubscription(jobId, read);
+        continue;
+      }
+      if (subscription.ended) return "xread";
+      if (signal.aborted || performance.now() >= until) return null;
+      await subscription.receive(subscription.synced || Number.isNaN(catchUpAt) ? until : Math.min(until, catchUpAt));
+    }
+  }
+
+  /** A read while subscribed: a job that ended needs its subscription no more. */
+  #fromSubscription(jobId: string, read: ReadResult): ReadResult {
+    if (FINAL_STATES.has(read.state)) this.#closeSubscription(jobId);
+    return read;
+  }
+
+  #closeSubscription(jobId: string): void {
+    this.#subscriptions.get(jobId)?.close();
+    this.#subscriptions.delete(jobId);
   }
 
   /** Milliseconds until the job's recovery check is due (<= 0: now); Infinity once a batch was seen or it ended. */
@@ -242,6 +345,7 @@ export class Reads {
   }
 
   #noteRead(jobId: string, read: ReadResult): ReadResult {
+    if (FINAL_STATES.has(read.state)) this.#closeSubscription(jobId);
     const seen = this.#reads.get(jobId);
     if (seen) {
       seen.state = read.state;

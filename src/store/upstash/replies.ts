@@ -19,7 +19,7 @@ export interface Entry {
  * A stored batch as written by the append script from events the router validated on their way in: only its shape
  * is checked here (re-validating every event with zod on every read cost a streaming caller several ms of CPU).
  */
-function eventBatch(json: string): JobEvent[] {
+export function eventBatch(json: string): JobEvent[] {
   const events: unknown = JSON.parse(json);
   if (
     !Array.isArray(events) || !events.every((e) => typeof e === "object" && e !== null && typeof e.type === "string")

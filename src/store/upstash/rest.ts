@@ -87,6 +87,38 @@ export class UpstashRest {
     }
   }
 
+  /**
+   * SUBSCRIBE to one channel over Upstash's Server-Sent Events endpoint (`POST /subscribe/<channel>`, as
+   * `@upstash/redis`'s `subscribe`): the open response, whose body carries `data: subscribe,<channel>,1` and then
+   * `data: message,<channel>,<payload>` lines until `signal` aborts or the service ends it. One billed command. Not
+   * retried: a caller falls back to XREAD. A service that answers anything but an event stream raises
+   * `RedisReplyError` (it does not offer this); an unreachable one `StoreError("unavailable")`.
+   */
+  async subscribe(channel: string, signal: AbortSignal): Promise<Response> {
+    this.#commands++;
+    let res: Response;
+    try {
+      res = await this.#fetch(`${this.#url}/subscribe/${encodeURIComponent(channel)}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${this.#token}`, accept: "text/event-stream" },
+        signal,
+      });
+    } catch (err) {
+      if (signal.aborted) throw signal.reason ?? err;
+      throw new TransientError("unavailable", `Upstash Redis is unreachable (SUBSCRIBE: ${(err as Error).message})`);
+    }
+    if (res.ok && (res.headers.get("content-type") ?? "").startsWith("text/event-stream") && res.body) return res;
+    await res.body?.cancel();
+    if (res.status === 401 || res.status === 403) {
+      throw new StoreError(
+        "unavailable",
+        `Upstash Redis refused the token (HTTP ${res.status}): check AUXOT_REDIS_TOKEN`,
+      );
+    }
+    if (res.status >= 500) throw new TransientError("unavailable", `Upstash Redis answered HTTP ${res.status}`);
+    throw new RedisReplyError(`SUBSCRIBE over REST is not offered (HTTP ${res.status})`);
+  }
+
   /** Steps sent again after a transient failure (for tests and metrics). */
   get retryCount(): number {
     return this.#retries;

@@ -70,6 +70,12 @@ export interface UpstashStoreConfig {
   lazySweeps?: boolean;
   /** How long each step is retried through an outage (default 8 s: outages up to 5 s fail no request). */
   retryBudgetMs?: number;
+  /**
+   * Callers that name themselves (readEvents' `reader`) wait on a subscription to their job's channel: one SUBSCRIBE
+   * per answer instead of an XREAD per batch (reads.ts). Default off; Workers turn it on (there no batch reaches a
+   * caller through memory). Falls back to XREAD where the service does not offer pub/sub over REST.
+   */
+  subscribe?: boolean;
 }
 
 /** One block covers a whole worker poll (AUXOT_POLL_WAIT, at most 60 s). */
@@ -107,6 +113,7 @@ export class UpstashStore implements JobStore {
       maxBlockMs: config.maxBlockMs ?? MAX_BLOCK_MS,
       wakeups: config.wakeups ?? "direct",
       retryBudgetMs: config.retryBudgetMs,
+      subscribe: config.subscribe ?? false,
     });
     this.#claims = new Claims(this.#parts);
     this.#reads = new Reads(this.#parts);
@@ -240,8 +247,14 @@ export class UpstashStore implements JobStore {
     return { ok: true, cancelled: asNumber(cancelled, "append_events") === 1, next: asNumber(next, "append_events") };
   }
 
-  readEvents(jobId: string, cursor: string, waitMs: number, signal?: AbortSignal): Promise<ReadResult> {
-    return this.#reads.readEvents(jobId, cursor, waitMs, signal);
+  readEvents(
+    jobId: string,
+    cursor: string,
+    waitMs: number,
+    signal?: AbortSignal,
+    reader?: object,
+  ): Promise<ReadResult> {
+    return this.#reads.readEvents(jobId, cursor, waitMs, signal, reader);
   }
 
   async cancel(jobId: string, reason: CancelReason): Promise<void> {
@@ -411,6 +424,7 @@ export class UpstashStore implements JobStore {
 
   close(): Promise<void> {
     this.#parts.closing.abort();
+    this.#reads.close();
     return Promise.resolve();
   }
 }

@@ -5,6 +5,9 @@
  */
 import type { LuaHelper } from "./runner.ts";
 
+/** A published batch larger than this goes without its events: its subscriber reads them with one XREAD. */
+export const PUBLISH_EVENTS_MAX = 65_536;
+
 /** Pushes a wake token for a lane's parked workers (BLPOP), keeping at most `wakeCap` and expiring them. */
 export const WAKE_LANE: LuaHelper = {
   keys: [],
@@ -22,6 +25,9 @@ end`,
  * Appends one batch entry (`e` = JSON array of events, `s` = job state after it) to a job's stream and returns the
  * previous entry's id ('' if none) and the new id: a local reader whose cursor is the previous id can take the
  * batch from memory. The stream lives as long as its job hash.
+ * It also PUBLISHes the entry on the channel named like the stream (`prev|id|state|events`, events left out past
+ * PUBLISH_EVENTS_MAX bytes): a caller subscribed to it (reads.ts, on Workers) gets every batch for its one SUBSCRIBE
+ * instead of an XREAD each. Inside the script it is no extra command; with nobody subscribed it costs Redis nothing.
  */
 export const ADD_ENTRY: LuaHelper = {
   keys: [],
@@ -32,6 +38,9 @@ local function addEntry(jobKey, eventsKey, eventsJson, entryState)
   local last = redis.call('XREVRANGE', eventsKey, '+', '-', 'COUNT', 1)
   if #last > 0 then prev = last[1][1] end
   local id = redis.call('XADD', eventsKey, '*', 'e', eventsJson, 's', entryState)
+  local published = eventsJson
+  if #published > ${PUBLISH_EVENTS_MAX} then published = '' end
+  redis.call('PUBLISH', eventsKey, prev .. '|' .. id .. '|' .. entryState .. '|' .. published)
   local pttl = redis.call('PTTL', jobKey)
   if pttl > 0 then redis.call('PEXPIRE', eventsKey, pttl) end
   return prev, id

@@ -1,0 +1,200 @@
+/**
+ * A caller's subscription to its job's batch channel: every batch the append script stores it also PUBLISHes
+ * (lua/helpers.ts, ADD_ENTRY), so a caller whose batches are posted through other isolates gets them all for one
+ * SUBSCRIBE (a billed command) instead of one XREAD each. Used where in-process wake-ups are off (Workers); see
+ * reads.ts for when it is opened and how its gaps are filled, and docs/store.md ("A caller's subscription").
+ *
+ * Pub/sub keeps no history, so the subscription only ever adds to what XREAD gives: each message names the entry
+ * before it (`prev|id|state|events`), a reader takes the messages that continue from its cursor, and anything else —
+ * a message that does not chain (one sent before the subscription was live), or one whose events were too large to
+ * publish — is a gap that one XREAD fills.
+ *
+ * The subscription belongs to ONE reader (an object living as long as the request that reads, `owner`): it is that
+ * request's open fetch, read only by that request and only while it waits, on its own timer (docs/store.md, "Who
+ * owns a wait"). Nothing here runs in the background.
+ */
+import type { JobEvent } from "../../protocol/events.ts";
+import type { JobState } from "../store.ts";
+import { asState, type Entry, eventBatch } from "./replies.ts";
+import type { UpstashRest } from "./rest.ts";
+
+/** Messages kept unread at most (a reader that stopped reading loses the oldest, then fills the gap by XREAD). */
+const BUFFERED_MAX = 256;
+
+/** A published batch; `events` is null when it was too large to publish (read it by XREAD). */
+interface Published {
+  prevId: string;
+  id: string;
+  state: JobState;
+  events: JobEvent[] | null;
+}
+
+export type Taken =
+  | { kind: "entries"; entries: Entry[] }
+  /** Something after the cursor came that does not continue from it, or came without its events: XREAD. */
+  | { kind: "gap" }
+  | { kind: "none" };
+
+export class JobSubscription {
+  readonly owner: object;
+  readonly #controller: AbortController;
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #decoder = new TextDecoder();
+  #pending: Promise<ReadableStreamReadResult<Uint8Array>> | undefined;
+  #text = "";
+  #buffered: Published[] = [];
+  #confirmedAt = Number.NaN;
+  #ended = false;
+  /**
+   * Every batch after the reader's cursor will arrive here: a message continuing its cursor came, or an XREAD ran
+   * after the subscription was confirmed. Until then a reader that hears nothing checks Redis once (reads.ts).
+   */
+  synced = false;
+
+  private constructor(owner: object, controller: AbortController, body: ReadableStream<Uint8Array>) {
+    this.owner = owner;
+    this.#controller = controller;
+    this.#reader = body.getReader();
+  }
+
+  /** Opens the subscription (one SUBSCRIBE); it ends when `signal` aborts, `close` is called or the service ends it. */
+  static async open(rest: UpstashRest, channel: string, owner: object, signal: AbortSignal): Promise<JobSubscription> {
+    const controller = new AbortController();
+    const forward = () => controller.abort(signal.reason);
+    if (signal.aborted) forward();
+    else signal.addEventListener("abort", forward, { once: true });
+    try {
+      const res = await rest.subscribe(channel, controller.signal);
+      return new JobSubscription(owner, controller, res.body!);
+    } catch (err) {
+      signal.removeEventListener("abort", forward);
+      throw err;
+    }
+  }
+
+  /** Redis confirmed the subscription: every message published from then on arrives. */
+  get confirmed(): boolean {
+    return !Number.isNaN(this.#confirmedAt);
+  }
+
+  /** When (performance.now()) it was confirmed; NaN before. */
+  get confirmedAt(): number {
+    return this.#confirmedAt;
+  }
+
+  /** The stream ended (closed, aborted, or ended by the service): nothing more will arrive. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /**
+   * The published batches that continue from `cursor`. Messages at or before the cursor (already read, e.g. by an
+   * XREAD that filled a gap) are dropped.
+   */
+  take(cursor: string): Taken {
+    this.#buffered = this.#buffered.filter((m) => compareIds(m.id, cursor) > 0);
+    if (this.#buffered.length === 0) return { kind: "none" };
+    const entries: Entry[] = [];
+    let at = cursor;
+    while (this.#buffered.length > 0 && this.#buffered[0].prevId === at && this.#buffered[0].events !== null) {
+      const message = this.#buffered.shift()!;
+      entries.push({ prevId: message.prevId, id: message.id, state: message.state, events: message.events! });
+      at = message.id;
+    }
+    return entries.length > 0 ? { kind: "entries", entries } : { kind: "gap" };
+  }
+
+  /**
+   * Waits for the next chunk of the stream until `until` (performance.now()), on the caller's own timer; true when
+   * something arrived (or the stream ended), false when the time ran out.
+   */
+  async receive(until: number): Promise<boolean> {
+    if (this.#ended) return true;
+    const left = until - performance.now();
+    if (left <= 0) return false;
+    this.#pending ??= this.#reader.read();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<null>((resolve) => timer = setTimeout(() => resolve(null), left));
+    let chunk: ReadableStreamReadResult<Uint8Array> | null;
+    try {
+      chunk = await Promise.race([this.#pending, timeout]);
+    } catch {
+      chunk = { done: true, value: undefined };
+    } finally {
+      clearTimeout(timer);
+    }
+    if (chunk === null) return false;
+    this.#pending = undefined;
+    if (chunk.done) {
+      this.#ended = true;
+      return true;
+    }
+    this.#parse(this.#decoder.decode(chunk.value, { stream: true }));
+    return true;
+  }
+
+  close(): void {
+    this.#ended = true;
+    this.#controller.abort();
+    this.#reader.cancel().catch(() => {});
+  }
+
+  /** Server-Sent Events lines: `data: subscribe,<channel>,<n>` and `data: message,<channel>,<payload>`. */
+  #parse(text: string): void {
+    const lines = (this.#text + text).split("\n");
+    this.#text = lines.pop() ?? "";
+    for (const raw of lines) {
+      const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw;
+      if (!line.startsWith("data:")) continue;
+      const data = line.slice(line.startsWith("data: ") ? 6 : 5);
+      const kindEnd = data.indexOf(",");
+      const channelEnd = data.indexOf(",", kindEnd + 1);
+      if (kindEnd < 0 || channelEnd < 0) continue;
+      const kind = data.slice(0, kindEnd);
+      if (kind === "subscribe") {
+        if (!this.confirmed) this.#confirmedAt = performance.now();
+      } else if (kind === "message") {
+        const message = parsePublished(data.slice(channelEnd + 1));
+        if (message) this.#buffered.push(message);
+        if (this.#buffered.length > BUFFERED_MAX) this.#buffered.shift();
+      }
+    }
+  }
+}
+
+/** `prev|id|state|events` as the append script publishes it; null for anything else. */
+function parsePublished(payload: string): Published | null {
+  const a = payload.indexOf("|");
+  const b = payload.indexOf("|", a + 1);
+  const c = payload.indexOf("|", b + 1);
+  if (a < 0 || b < 0 || c < 0) return null;
+  const eventsJson = payload.slice(c + 1);
+  let events: JobEvent[] | null = null;
+  if (eventsJson !== "") {
+    try {
+      events = eventBatch(eventsJson);
+    } catch {
+      events = null; // unreadable: read it by XREAD
+    }
+  }
+  try {
+    return {
+      prevId: payload.slice(0, a),
+      id: payload.slice(a + 1, b),
+      state: asState(payload.slice(b + 1, c)),
+      events,
+    };
+  } catch {
+    return null;
+  }
+}
+
+/** Orders Redis stream ids (`<ms>-<seq>`); '' (no entry yet) comes first. */
+export function compareIds(a: string, b: string): number {
+  if (a === b) return 0;
+  if (a === "") return -1;
+  if (b === "") return 1;
+  const [am, as] = a.split("-").map(Number);
+  const [bm, bs] = b.split("-").map(Number);
+  return am !== bm ? am - bm : as - bs;
+}

@@ -1,0 +1,192 @@
+/**
+ * Callers waiting on a subscription to their job's channel (the Upstash store with `subscribe`, as on Workers):
+ * the conformance suite again with every read naming its reader, then what the subscription must get right — one
+ * SUBSCRIBE for a whole streamed answer, batches published before it was live, a batch too large to publish, a
+ * subscription the service ends, a second reader, and a service without pub/sub over REST. Real redis-server behind
+ * the Upstash REST bridge, which serves `/subscribe/<channel>` as Upstash does (tests/fixtures/upstash-bridge.ts).
+ */
+import assert from "node:assert/strict";
+import type { JobEvent } from "../../src/protocol/events.ts";
+import type { UpstashStore } from "../../src/store/upstash/store.ts";
+import { newJob, storeConformance } from "./conformance.ts";
+import { type Backend, startBackend, withBackend, worker } from "./upstash-backend.ts";
+import { type RedisServer, startRedisServer } from "../fixtures/redis-server.ts";
+import { startUpstashBridge } from "../fixtures/upstash-bridge.ts";
+
+/** Every read of a job names the same reader, as one request's reads do. */
+function readersPerJob(store: UpstashStore): UpstashStore {
+  const readers = new Map<string, object>();
+  const readEvents = store.readEvents.bind(store);
+  store.readEvents = (jobId, cursor, waitMs, signal) => {
+    let reader = readers.get(jobId);
+    if (!reader) readers.set(jobId, reader = {});
+    return readEvents(jobId, cursor, waitMs, signal, reader);
+  };
+  return store;
+}
+
+storeConformance("upstash subscribed", async (options) => {
+  const backend = await startBackend();
+  const make = () => readersPerJob(backend.store(options, { subscribe: true, wakeups: "off" }));
+  return { store: make(), peer: make(), close: () => backend.close() };
+});
+
+const text = (t: string): JobEvent => ({ type: "text", text: t });
+const done: JobEvent = { type: "done", finishReason: "stop" };
+
+/** A job enqueued through `caller` and claimed through `workerSide`. */
+async function claimedJob(caller: UpstashStore, workerSide: UpstashStore, workerId: string) {
+  const job = newJob(Date.now());
+  await caller.enqueue(job);
+  const [claimed] =
+    (await workerSide.claim({ worker: worker(workerId), lanes: ["chat"], activeJobs: [], max: 1, waitMs: 0 }))
+      .jobs;
+  assert.equal(claimed.id, job.id);
+  return job;
+}
+
+/** Reads a job to its end as one reader; every event once, in order. */
+async function readAll(store: UpstashStore, jobId: string, reader: object = {}) {
+  const received: JobEvent[] = [];
+  let cursor = "";
+  for (;;) {
+    const read = await store.readEvents(jobId, cursor, 20_000, undefined, reader);
+    received.push(...read.events);
+    cursor = read.cursor;
+    if (read.state !== "queued" && read.state !== "running") return { received, state: read.state };
+  }
+}
+
+function subscribedStores(backend: Backend) {
+  return {
+    caller: backend.store({}, { subscribe: true, wakeups: "off" }),
+    workerSide: backend.store({}, { wakeups: "off" }),
+  };
+}
+
+Deno.test("upstash subscribed: a 20-batch answer posted through another instance costs its reader one SUBSCRIBE", async () => {
+  await withBackend(async (backend) => {
+    const { caller, workerSide } = subscribedStores(backend);
+    const job = await claimedJob(caller, workerSide, "w-sub-0001");
+    const events = [...Array.from({ length: 19 }, (_, i) => text(`t${i} `)), done];
+    const before = caller.commandCount;
+    const reading = readAll(caller, job.id);
+    // Each post waits until the reader has had time to take the last: one batch per read, as in a live stream.
+    for (let seq = 0; seq < events.length; seq++) {
+      await workerSide.appendEvents(job.id, "w-sub-0001", seq, [events[seq]]);
+      await new Promise((r) => setTimeout(r, 15));
+    }
+    const { received, state } = await reading;
+    assert.equal(state, "done");
+    assert.deepEqual(received, events);
+    const used = caller.commandCount - before;
+    console.log(`20 batches read through a subscription: ${used} commands (the XREAD path needs one per batch)`);
+    assert.ok(used <= 2, `reader used ${used} commands: one SUBSCRIBE (and at most one catch-up read)`);
+    assert.equal(backend.bridge.subscriptions, 0, "the subscription is closed once the job ended");
+  });
+});
+
+Deno.test("upstash subscribed: batches stored before the subscription was live are read once, in order", async () => {
+  await withBackend(async (backend) => {
+    const { caller, workerSide } = subscribedStores(backend);
+    const job = await claimedJob(caller, workerSide, "w-sub-0002");
+    for (let seq = 0; seq < 3; seq++) await workerSide.appendEvents(job.id, "w-sub-0002", seq, [text(`early${seq} `)]);
+    const reading = readAll(caller, job.id);
+    // Wait until the reader is subscribed, then post the rest: the first of them does not chain to its cursor ('').
+    for (let i = 0; i < 500 && backend.bridge.subscriptions === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(backend.bridge.subscriptions, 1);
+    await workerSide.appendEvents(job.id, "w-sub-0002", 3, [text("late ")]);
+    await workerSide.appendEvents(job.id, "w-sub-0002", 4, [done]);
+    const { received } = await reading;
+    assert.deepEqual(received, [text("early0 "), text("early1 "), text("early2 "), text("late "), done]);
+  });
+});
+
+Deno.test("upstash subscribed: an answer that ended before its reader subscribed is read by one catch-up XREAD", async () => {
+  await withBackend(async (backend) => {
+    const { caller, workerSide } = subscribedStores(backend);
+    const job = await claimedJob(caller, workerSide, "w-sub-0003");
+    // The reader's first read is due (its mark) and sees the stream; the next wait is where the subscription opens.
+    await workerSide.appendEvents(job.id, "w-sub-0003", 0, [text("a ")]);
+    const reader = {};
+    const first = await caller.readEvents(job.id, "", 20_000, undefined, reader);
+    assert.deepEqual(first.events, [text("a ")]);
+    await workerSide.appendEvents(job.id, "w-sub-0003", 1, [text("b "), done]);
+    const rest = await caller.readEvents(job.id, first.cursor, 20_000, undefined, reader);
+    assert.deepEqual(rest.events, [text("b "), done]);
+    assert.equal(rest.state, "done");
+  });
+});
+
+Deno.test("upstash subscribed: a batch too large to publish reaches its reader by XREAD", async () => {
+  await withBackend(async (backend) => {
+    const { caller, workerSide } = subscribedStores(backend);
+    const job = await claimedJob(caller, workerSide, "w-sub-0004");
+    const big = text("x".repeat(100_000));
+    const reading = readAll(caller, job.id);
+    for (let i = 0; i < 500 && backend.bridge.subscriptions === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    await workerSide.appendEvents(job.id, "w-sub-0004", 0, [text("small ")]);
+    await workerSide.appendEvents(job.id, "w-sub-0004", 1, [big]);
+    await workerSide.appendEvents(job.id, "w-sub-0004", 2, [text("after "), done]);
+    const { received } = await reading;
+    assert.deepEqual(received, [text("small "), big, text("after "), done]);
+  });
+});
+
+Deno.test("upstash subscribed: a subscription the service ends is opened again and nothing is lost", async () => {
+  await withBackend(async (backend) => {
+    const { caller, workerSide } = subscribedStores(backend);
+    const job = await claimedJob(caller, workerSide, "w-sub-0005");
+    const reading = readAll(caller, job.id);
+    for (let i = 0; i < 500 && backend.bridge.subscriptions === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    await workerSide.appendEvents(job.id, "w-sub-0005", 0, [text("one ")]);
+    await backend.redisCommand("CLIENT", "KILL", "TYPE", "pubsub"); // Redis drops every subscriber
+    for (let i = 0; i < 500 && backend.bridge.subscriptions > 0; i++) await new Promise((r) => setTimeout(r, 5));
+    await workerSide.appendEvents(job.id, "w-sub-0005", 1, [text("two ")]); // published to nobody
+    await workerSide.appendEvents(job.id, "w-sub-0005", 2, [done]);
+    const { received } = await reading;
+    assert.deepEqual(received, [text("one "), text("two "), done]);
+  });
+});
+
+Deno.test("upstash subscribed: a second reader of the job reads by XREAD and both get every event", async () => {
+  await withBackend(async (backend) => {
+    const { caller, workerSide } = subscribedStores(backend);
+    const job = await claimedJob(caller, workerSide, "w-sub-0006");
+    const first = readAll(caller, job.id, {});
+    const second = readAll(caller, job.id, {});
+    const events = [text("p "), text("q "), done];
+    for (let seq = 0; seq < events.length; seq++) {
+      await new Promise((r) => setTimeout(r, 20));
+      await workerSide.appendEvents(job.id, "w-sub-0006", seq, [events[seq]]);
+    }
+    assert.deepEqual((await first).received, events);
+    assert.deepEqual((await second).received, events);
+  });
+});
+
+Deno.test("upstash subscribed: where the service offers no pub/sub over REST, callers read by XREAD", async () => {
+  let redis: RedisServer | undefined;
+  try {
+    redis = await startRedisServer();
+    const bridge = await startUpstashBridge({ redisPort: redis.port, token: "t", noSubscribe: true });
+    const { UpstashStore } = await import("../../src/store/upstash/store.ts");
+    const caller = new UpstashStore({ url: bridge.url, token: "t", subscribe: true, wakeups: "off" });
+    const workerSide = new UpstashStore({ url: bridge.url, token: "t", wakeups: "off" });
+    try {
+      for (let round = 0; round < 2; round++) {
+        const job = await claimedJob(caller, workerSide, `w-nosub-00${round}`);
+        const reading = readAll(caller, job.id);
+        await new Promise((r) => setTimeout(r, 30));
+        await workerSide.appendEvents(job.id, `w-nosub-00${round}`, 0, [text("ok "), done]);
+        assert.deepEqual((await reading).received, [text("ok "), done]);
+      }
+    } finally {
+      await caller.close();
+      await workerSide.close();
+      await bridge.close();
+    }
+  } finally {
+    await redis?.stop();
+  }
+});
