@@ -13,8 +13,13 @@ import type { FleetStatus } from "../store/store.ts";
 import { fleetView } from "./fleet-view.ts";
 import { modelsOfWorker } from "./route.ts";
 
-/** "Served" is trusted this long; any other answer is re-checked unless it is fresher than NEGATIVE_MS. */
-const FLEET_CACHE_MS = 5_000;
+/**
+ * "Served" is trusted this long; any other answer is re-checked unless it is fresher than NEGATIVE_MS. On Upstash a
+ * fresh view is a billed command, and sparse traffic (a coding agent's turns, seconds to tens of seconds apart) paid
+ * one on most requests with 5 s. A "served" that went stale costs little: the request queues, and is served if the
+ * worker comes back or fails after AUXOT_QUEUE_TIMEOUT naming the model, as with no worker at all.
+ */
+const FLEET_CACHE_MS = 30_000;
 const NEGATIVE_MS = 1_000;
 
 /**

@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import type { JobEvent } from "../../src/protocol/events.ts";
+import { StoreError } from "../../src/store/store.ts";
 import type { UpstashStore } from "../../src/store/upstash/store.ts";
 import { newJob, storeConformance } from "./conformance.ts";
 import { type Backend, startBackend, withBackend, worker } from "./upstash-backend.ts";
@@ -189,4 +190,38 @@ Deno.test("upstash subscribed: where the service offers no pub/sub over REST, ca
   } finally {
     await redis?.stop();
   }
+});
+
+Deno.test("upstash subscribed: a store outage mid-answer loses and repeats nothing", async () => {
+  await withBackend(async (backend) => {
+    const { caller, workerSide } = subscribedStores(backend);
+    const job = await claimedJob(caller, workerSide, "w-sub-0007");
+    const reader = {};
+    const reading = (async () => {
+      const received: JobEvent[] = [];
+      let cursor = "";
+      for (;;) {
+        let read;
+        try {
+          read = await caller.readEvents(job.id, cursor, 20_000, undefined, reader);
+        } catch (err) {
+          // What JobRun does: a short outage is ridden out by reading again.
+          if (!(err instanceof StoreError) || err.code !== "unavailable") throw err;
+          await new Promise((r) => setTimeout(r, 200));
+          continue;
+        }
+        received.push(...read.events);
+        cursor = read.cursor;
+        if (read.state !== "queued" && read.state !== "running") return received;
+      }
+    })();
+    for (let i = 0; i < 500 && backend.bridge.subscriptions === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    await workerSide.appendEvents(job.id, "w-sub-0007", 0, [text("before ")]);
+    await backend.bridge.pause(1_500); // subscriptions cut, requests refused
+    const during = workerSide.appendEvents(job.id, "w-sub-0007", 1, [text("during ")]); // retried through it
+    await backend.bridge.available();
+    await during;
+    await workerSide.appendEvents(job.id, "w-sub-0007", 2, [text("after "), done]);
+    assert.deepEqual(await reading, [text("before "), text("during "), text("after "), done]);
+  });
 });

@@ -111,7 +111,7 @@ export class Reads {
       now - seen.markedAt >= this.#parts.opts.callerTimeoutMs / 4;
     if (!markDue) {
       const local = this.#parts.recent.after(jobId, cursor);
-      if (local) return this.#noteRead(jobId, local);
+      if (local) return this.#noteRead(jobId, local, reader);
     }
     let state: JobState;
     if (markDue) {
@@ -124,13 +124,13 @@ export class Reads {
         ? { recoverAt: seen.recoverAt, recoverGapMs: seen.recoverGapMs, sawBatch: seen.sawBatch }
         : firstRecover();
       this.#track(jobId, { markedAt: now, state: read.state, enqueuedHere: false, ...recover });
-      if (read.events.length > 0 || FINAL_STATES.has(read.state)) return this.#noteRead(jobId, read);
+      if (read.events.length > 0 || FINAL_STATES.has(read.state)) return this.#noteRead(jobId, read, reader);
       state = read.state;
     } else {
       state = seen.state;
     }
     const waited = await this.#waitForEvents(jobId, cursor, deadline, signal, reader);
-    return waited ? this.#noteRead(jobId, waited) : { events: [], cursor, state };
+    return waited ? this.#noteRead(jobId, waited, reader) : { events: [], cursor, state };
   }
 
   /** The read script: batches after `cursor` and the job's state; null for an unknown job. With `recover`, its
@@ -259,7 +259,7 @@ export class Reads {
     let subscription = this.#subscriptions.get(jobId);
     if (subscription && subscription.owner !== reader) return "xread";
     if (subscription?.ended) {
-      this.#closeSubscription(jobId); // ended by the service: a new one must catch up again
+      this.#closeSubscription(jobId, reader); // ended by the service: a new one must catch up again
       subscription = undefined;
     }
     if (!subscription) {
@@ -271,27 +271,27 @@ export class Reads {
         return "xread";
       }
       const previous = this.#subscribedJob.get(reader);
-      if (previous !== undefined && this.#subscriptions.get(previous)?.owner === reader) {
-        this.#closeSubscription(previous);
-      }
+      if (previous !== undefined) this.#closeSubscription(previous, reader);
       this.#subscriptions.set(jobId, subscription);
       this.#subscribedJob.set(reader, jobId);
+      // Past the cap the oldest is forgotten, not closed: only its own request may touch its fetch (it ends with
+      // that request, or when its job ends).
       if (this.#subscriptions.size > SUBSCRIPTIONS_MAX) {
-        this.#closeSubscription(this.#subscriptions.keys().next().value!);
+        this.#subscriptions.delete(this.#subscriptions.keys().next().value!);
       }
     }
     for (;;) {
       const taken = subscription.take(cursor);
       if (taken.kind === "entries") {
         subscription.synced = true;
-        return this.#fromSubscription(jobId, toRead(taken.entries));
+        return this.#fromSubscription(jobId, toRead(taken.entries), reader);
       }
       const catchUpAt = subscription.confirmedAt + CATCHUP_MS; // NaN (never) until confirmed
       if (taken.kind === "gap" || (!subscription.synced && performance.now() >= catchUpAt)) {
         // Read after the confirmation: whatever the subscription missed is in the stream now.
         subscription.synced = subscription.confirmed;
         const read = await this.#xread(parts.keys.events(jobId), cursor, 0, signal);
-        if (read) return this.#fromSubscription(jobId, read);
+        if (read) return this.#fromSubscription(jobId, read, reader);
         continue;
       }
       if (subscription.ended) return "xread";
@@ -301,13 +301,17 @@ export class Reads {
   }
 
   /** A read while subscribed: a job that ended needs its subscription no more. */
-  #fromSubscription(jobId: string, read: ReadResult): ReadResult {
-    if (FINAL_STATES.has(read.state)) this.#closeSubscription(jobId);
+  #fromSubscription(jobId: string, read: ReadResult, reader: object): ReadResult {
+    if (FINAL_STATES.has(read.state)) this.#closeSubscription(jobId, reader);
     return read;
   }
 
-  #closeSubscription(jobId: string): void {
-    this.#subscriptions.get(jobId)?.close();
+  /** Closes the job's subscription if `reader` owns it: a request never touches another request's fetch (on
+   * workerd, I/O objects belong to the request that created them). */
+  #closeSubscription(jobId: string, reader: object | undefined): void {
+    const subscription = this.#subscriptions.get(jobId);
+    if (!subscription || subscription.owner !== reader) return;
+    subscription.close();
     this.#subscriptions.delete(jobId);
   }
 
@@ -344,8 +348,8 @@ export class Reads {
     return entries.length > 0 ? toRead(entries) : null;
   }
 
-  #noteRead(jobId: string, read: ReadResult): ReadResult {
-    if (FINAL_STATES.has(read.state)) this.#closeSubscription(jobId);
+  #noteRead(jobId: string, read: ReadResult, reader: object | undefined): ReadResult {
+    if (FINAL_STATES.has(read.state)) this.#closeSubscription(jobId, reader);
     const seen = this.#reads.get(jobId);
     if (seen) {
       seen.state = read.state;
