@@ -1,7 +1,7 @@
 /**
  * Where a streamed answer's router CPU goes under workerd when its worker posts through another workerd instance (the
- * caller reads every batch with its own XREAD, as callers on Workers mostly do): the caller's workerd process's CPU
- * per stream (schedstat, ns, all threads; and /proc/<pid>/stat's ticks), its CPU and voluntary context switches per
+ * caller reads every batch through its subscription, as callers on Workers do; before, an XREAD each): the caller's
+ * workerd process's CPU per stream (schedstat, ns, all threads; and /proc/<pid>/stat's ticks), its CPU and voluntary context switches per
  * stream by thread (each switch a sleep and a wake-up), and Redis's count of the store's commands per stream (all instances).
  * Optionally records the caller's process with `perf record -g` (--perf FILE; JS frames are unnamed unless workerd
  * runs V8 with --perf-basic-prof) or `strace -f -tt` of its network writes (--strace FILE) while the streams run.
@@ -102,7 +102,7 @@ async function bridgeCommands(): Promise<Map<string, number>> {
 }
 
 /** Commands the store sends that its scripts never run (INFO counts commands run inside scripts too). */
-const TOP_LEVEL = new Set(["evalsha", "eval", "xread", "blpop"]);
+const TOP_LEVEL = new Set(["evalsha", "eval", "xread", "blpop", "subscribe"]);
 
 try {
   await stream();

@@ -225,3 +225,26 @@ Deno.test("upstash subscribed: a store outage mid-answer loses and repeats nothi
     assert.deepEqual(await reading, [text("before "), text("during "), text("after "), done]);
   });
 });
+
+Deno.test("upstash subscribed: a subscription that silently stops delivering is noticed, and the batches read", async () => {
+  await withBackend(async (backend) => {
+    const { caller, workerSide } = subscribedStores(backend);
+    const job = await claimedJob(caller, workerSide, "w-sub-0008");
+    const reader = {};
+    const first = caller.readEvents(job.id, "", 30_000, undefined, reader);
+    for (let i = 0; i < 500 && backend.bridge.subscriptions === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    await workerSide.appendEvents(job.id, "w-sub-0008", 0, [text("heard ")]);
+    const heard = await first;
+    assert.deepEqual(heard.events, [text("heard ")]);
+    backend.bridge.muteSubscriptions(true); // open, but its messages never arrive
+    await workerSide.appendEvents(job.id, "w-sub-0008", 1, [text("unheard ")]);
+    // One read, with room to wait far longer than the quiet check: it returns the batch the subscription never
+    // delivered (found by the check), not an empty read at the end of its wait.
+    const next = await caller.readEvents(job.id, heard.cursor, 30_000, undefined, reader);
+    assert.deepEqual(next.events, [text("unheard ")]);
+    backend.bridge.muteSubscriptions(false);
+    await workerSide.appendEvents(job.id, "w-sub-0008", 2, [done]);
+    const last = await caller.readEvents(job.id, next.cursor, 30_000, undefined, reader);
+    assert.deepEqual(last.events, [done]);
+  });
+});

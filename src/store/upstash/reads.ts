@@ -10,8 +10,9 @@
  * Redis at once: nothing else could end a wait in memory sooner than its timer.
  * Where subscriptions are on (Workers) a caller that names itself (`reader`) waits on its own subscription to its
  * job's channel instead (subscription.ts): one SUBSCRIBE for the job's whole answer, plus an XREAD only for a gap
- * (a batch published before the subscription was live or too large to publish), and at most one catch-up XREAD
- * when nothing arrived CATCHUP_MS after the subscription was confirmed (its batches may all have come before).
+ * (a batch published before the subscription was live or too large to publish), and one when it has heard nothing
+ * for a while (1 s after Redis confirmed it: its batches may all have come before; then 3 s after its last message,
+ * at doubling gaps: a check that finds a batch means it lost messages, and subscriptions pause for the instance).
  * Every wait is the caller's own: its XREAD, its subscription, or its own timer (in-process wake-ups end a wait in
  * memory sooner).
  * A caller that has seen no batch RECOVER_FIRST_MS after it began waiting runs the read script's recovery check, then
@@ -52,9 +53,8 @@ const RECOVER_MAX_MS = 16_000;
 const UNCONFIRMED_MS = 4_000;
 /** Jobs whose reads are tracked here at most. */
 const TRACKED_READS = 10_000;
-/** A subscription that heard nothing this long after Redis confirmed it checks Redis once: the job's batches may
- * all have been published before it was live. Longer than a started job takes to post (progress every second). */
-const CATCHUP_MS = 1_000;
+/** A subscription Redis has not confirmed this long after it was opened is not working here: XREAD instead. */
+const CONFIRM_MS = 2_000;
 /** Subscriptions open at once per instance at most (the oldest is closed; its reader falls back to XREAD). */
 const SUBSCRIPTIONS_MAX = 1_000;
 
@@ -280,23 +280,47 @@ export class Reads {
         this.#subscriptions.delete(this.#subscriptions.keys().next().value!);
       }
     }
+    const eventsKey = parts.keys.events(jobId);
     for (;;) {
       const taken = subscription.take(cursor);
       if (taken.kind === "entries") {
         subscription.synced = true;
         return this.#fromSubscription(jobId, toRead(taken.entries), reader);
       }
-      const catchUpAt = subscription.confirmedAt + CATCHUP_MS; // NaN (never) until confirmed
-      if (taken.kind === "gap" || (!subscription.synced && performance.now() >= catchUpAt)) {
-        // Read after the confirmation: whatever the subscription missed is in the stream now.
-        subscription.synced = subscription.confirmed;
-        const read = await this.#xread(parts.keys.events(jobId), cursor, 0, signal);
+      if (taken.kind === "gap") {
+        const read = await this.#xread(eventsKey, cursor, 0, signal);
+        subscription.synced = true; // read after the confirmation (messages come only after it)
         if (read) return this.#fromSubscription(jobId, read, reader);
+        subscription.dropBuffered(); // the stream no longer holds them (expired): nothing to fill
         continue;
       }
+      const now = performance.now();
+      if (!subscription.confirmed && (subscription.ended || now >= subscription.openedAt + CONFIRM_MS)) {
+        // Open but never confirmed (a proxy holding the event stream back, say): not usable here for a while.
+        this.#closeSubscription(jobId, reader);
+        parts.subscribeFailed(new Error("subscription not confirmed"));
+        return "xread";
+      }
+      if (now >= subscription.checkAt) {
+        // Nothing heard for a while (see subscription.ts): what the stream holds past the cursor, read once. Right
+        // after the confirmation that is the catch-up; later, a batch found means messages were lost.
+        const lost = subscription.synced;
+        subscription.synced = true;
+        const read = await this.#xread(eventsKey, cursor, 0, signal);
+        if (!read) {
+          subscription.checked();
+          continue;
+        }
+        if (lost) {
+          this.#closeSubscription(jobId, reader);
+          parts.subscribeFailed(new Error("subscription lost messages"));
+        }
+        return this.#fromSubscription(jobId, read, reader);
+      }
       if (subscription.ended) return "xread";
-      if (signal.aborted || performance.now() >= until) return null;
-      await subscription.receive(subscription.synced || Number.isNaN(catchUpAt) ? until : Math.min(until, catchUpAt));
+      if (signal.aborted || now >= until) return null;
+      const checkAt = Number.isNaN(subscription.checkAt) ? subscription.openedAt + CONFIRM_MS : subscription.checkAt;
+      await subscription.receive(Math.min(until, checkAt));
     }
   }
 

@@ -7,7 +7,9 @@
  * Pub/sub keeps no history, so the subscription only ever adds to what XREAD gives: each message names the entry
  * before it (`prev|id|state|events`), a reader takes the messages that continue from its cursor, and anything else —
  * a message that does not chain (one sent before the subscription was live), or one whose events were too large to
- * publish — is a gap that one XREAD fills.
+ * publish — is a gap that one XREAD fills. A subscription that hears nothing for a while has its reader check the
+ * stream (`checkAt`): 1 s after Redis confirmed it (the catch-up: its batches may all have come before), then 3 s after
+ * its last message at doubling gaps (a batch found then means its messages are being lost).
  *
  * The subscription belongs to ONE reader (an object living as long as the request that reads, `owner`): it is that
  * request's open fetch, read only by that request and only while it waits, on its own timer (docs/store.md, "Who
@@ -20,6 +22,13 @@ import type { UpstashRest } from "./rest.ts";
 
 /** Messages kept unread at most (a reader that stopped reading loses the oldest, then fills the gap by XREAD). */
 const BUFFERED_MAX = 256;
+/** Nothing heard this long after Redis confirmed the subscription: check the stream once (its job's batches may all
+ * have been published before it was live). Longer than a started job takes to post (progress every second). */
+const CATCH_UP_MS = 1_000;
+/** Nothing heard this long after the last message: check the stream (a running job posts every second, so a
+ * subscription that hears nothing while the stream grows has lost its messages); then at doubling gaps. */
+const QUIET_FIRST_MS = 3_000;
+const QUIET_MAX_MS = 30_000;
 
 /** A published batch; `events` is null when it was too large to publish (read it by XREAD). */
 interface Published {
@@ -45,9 +54,15 @@ export class JobSubscription {
   #buffered: Published[] = [];
   #confirmedAt = Number.NaN;
   #ended = false;
+  /** When (performance.now()) the reader should next check the stream for what this has not delivered; NaN until
+   * confirmed. Moved on by every message; see CATCH_UP_MS and QUIET_FIRST_MS. */
+  #checkAt = Number.NaN;
+  #quietGapMs = QUIET_FIRST_MS;
+  /** When it was opened (performance.now()). */
+  readonly openedAt = performance.now();
   /**
-   * Every batch after the reader's cursor will arrive here: a message continuing its cursor came, or an XREAD ran
-   * after the subscription was confirmed. Until then a reader that hears nothing checks Redis once (reads.ts).
+   * Every batch after the reader's cursor arrives here: a message continuing its cursor came, or the stream was
+   * checked after the subscription was confirmed. A check that then finds a batch means messages were lost.
    */
   synced = false;
 
@@ -80,6 +95,22 @@ export class JobSubscription {
   /** When (performance.now()) it was confirmed; NaN before. */
   get confirmedAt(): number {
     return this.#confirmedAt;
+  }
+
+  /** When (performance.now()) the reader should check the stream (NaN until confirmed): see `#checkAt`. */
+  get checkAt(): number {
+    return this.#checkAt;
+  }
+
+  /** A check of the stream found nothing new: the next one after a doubled gap. */
+  checked(): void {
+    this.#checkAt = performance.now() + this.#quietGapMs;
+    this.#quietGapMs = Math.min(this.#quietGapMs * 2, QUIET_MAX_MS);
+  }
+
+  /** Messages already read another way (an XREAD that found the stream gone) are dropped. */
+  dropBuffered(): void {
+    this.#buffered = [];
   }
 
   /** The stream ended (closed, aborted, or ended by the service): nothing more will arrive. */
@@ -152,11 +183,16 @@ export class JobSubscription {
       if (kindEnd < 0 || channelEnd < 0) continue;
       const kind = data.slice(0, kindEnd);
       if (kind === "subscribe") {
-        if (!this.confirmed) this.#confirmedAt = performance.now();
+        if (!this.confirmed) {
+          this.#confirmedAt = performance.now();
+          this.#checkAt = this.#confirmedAt + CATCH_UP_MS;
+        }
       } else if (kind === "message") {
         const message = parsePublished(data.slice(channelEnd + 1));
         if (message) this.#buffered.push(message);
         if (this.#buffered.length > BUFFERED_MAX) this.#buffered.shift();
+        this.#quietGapMs = QUIET_FIRST_MS;
+        this.#checkAt = performance.now() + QUIET_FIRST_MS;
       }
     }
   }
