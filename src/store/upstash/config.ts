@@ -1,9 +1,41 @@
 /**
- * Reads the Upstash connection settings. `AUXOT_REDIS_URL` (or Upstash's own `UPSTASH_REDIS_REST_URL`) is the
+ * The Upstash store's configuration (`UpstashStoreConfig`) and its connection settings. `AUXOT_REDIS_URL` (or Upstash's own `UPSTASH_REDIS_REST_URL`) is the
  * database's REST URL; the token comes from the URL itself (`https://:TOKEN@host`, `https://default:TOKEN@host`,
  * or `?token=`), else `AUXOT_REDIS_TOKEN`, else `UPSTASH_REDIS_REST_TOKEN`. Errors name the variable to fix and
  * never repeat the token.
  */
+import type { StoreOptions } from "../store.ts";
+import type { WakeupDelivery } from "../wakeup.ts";
+
+export interface UpstashStoreConfig {
+  /** The Upstash REST URL (see parseRedisUrl below). */
+  url: string;
+  token: string;
+  /** Key prefix (default "auxot"); keys are `<prefix>:v1:...`. */
+  prefix?: string;
+  options?: Partial<StoreOptions>;
+  fetch?: typeof fetch;
+  /** Longest single blocking command in ms (default 60 s). */
+  maxBlockMs?: number;
+  /**
+   * Same-instance wake-ups (src/store/wakeup.ts): "direct" (the default; Deno) or "off" (Workers, where no request
+   * may settle another's promise, and tests: every wait then ends by its own blocking command or timer).
+   */
+  wakeups?: WakeupDelivery;
+  /**
+   * The router's sweeps (`reap`, called on traffic) skip while this instance swept less than SWEEP_INTERVAL_MS ago
+   * or its last sweep found nothing live and it has seen no job since. Off by default: tests call reap to sweep.
+   */
+  lazySweeps?: boolean;
+  /** How long each step is retried through an outage (default 8 s: outages up to 5 s fail no request). */
+  retryBudgetMs?: number;
+  /**
+   * Callers that name themselves (readEvents' `reader`) wait on a subscription to their job's channel: one SUBSCRIBE
+   * per answer instead of an XREAD per batch (reads.ts). Default off; Workers turn it on (there no batch reaches a
+   * caller through memory). Falls back to XREAD where the service does not offer pub/sub over REST.
+   */
+  subscribe?: boolean;
+}
 
 export interface UpstashConnection {
   /** The REST URL without credentials. */

@@ -4,14 +4,15 @@
  * suite holds both to them. Every step that must be atomic is ONE Lua script (src/store/upstash/lua/*); keys come from
  * src/store/upstash/keys.ts.
  *
- * Pieces: claims.ts (worker polls), reads.ts (callers waiting for events), counters.ts (fleet-wide metric sums and
- * command counts), parts.ts (what they share and how they wait), rest.ts (REST client, retries), lua/ (one script per
- * step), keys.ts (key table), replies.ts (decoders).
+ * Pieces: claims.ts (worker polls), reads.ts (callers waiting for events), subscription.ts (a caller's subscription
+ * to its job's channel, on Workers), counters.ts (fleet-wide metric sums and command counts), parts.ts (what they
+ * share and how they wait), rest.ts (REST client, retries), lua/ (one script per step), keys.ts (key table),
+ * replies.ts (decoders), config.ts (the store's configuration).
  *
  * Cost is counted in commands (each is billed; docs/deploy.md has the table):
  * - a batch of events is one script call and one stream entry, whatever its size;
- * - a caller reads batches posted through this instance from memory, others with one XREAD BLOCK per batch (on
- *   Workers every batch, see reads.ts);
+ * - a caller reads batches posted through this instance from memory, others with one XREAD BLOCK per batch; on
+ *   Workers it subscribes to its job's channel instead, one SUBSCRIBE per answer (reads.ts, subscription.ts);
  * - a parked worker poll uses BLPOP on its lanes' wake lists; an idle worker claims only for its heartbeat;
  * - sweeps run at most every SWEEP_INTERVAL_MS per instance and not at all while the fleet is idle;
  * - blocking commands are bounded (maxBlockMs, 60 s) with an HTTP timeout longer than that, and if the service
@@ -46,37 +47,9 @@ import {
   type WorkerStatus,
 } from "../store.ts";
 import { asArray, asNumber, asState, asString, eventFlag } from "./replies.ts";
-import type { WakeupDelivery } from "../wakeup.ts";
+import type { UpstashStoreConfig } from "./config.ts";
 
-export interface UpstashStoreConfig {
-  /** The Upstash REST URL (see parseRedisUrl in config.ts). */
-  url: string;
-  token: string;
-  /** Key prefix (default "auxot"); keys are `<prefix>:v1:...`. */
-  prefix?: string;
-  options?: Partial<StoreOptions>;
-  fetch?: typeof fetch;
-  /** Longest single blocking command in ms (default 60 s). */
-  maxBlockMs?: number;
-  /**
-   * Same-instance wake-ups (src/store/wakeup.ts): "direct" (the default; Deno) or "off" (Workers, where no request
-   * may settle another's promise, and tests: every wait then ends by its own blocking command or timer).
-   */
-  wakeups?: WakeupDelivery;
-  /**
-   * The router's sweeps (`reap`, called on traffic) skip while this instance swept less than SWEEP_INTERVAL_MS ago
-   * or its last sweep found nothing live and it has seen no job since. Off by default: tests call reap to sweep.
-   */
-  lazySweeps?: boolean;
-  /** How long each step is retried through an outage (default 8 s: outages up to 5 s fail no request). */
-  retryBudgetMs?: number;
-  /**
-   * Callers that name themselves (readEvents' `reader`) wait on a subscription to their job's channel: one SUBSCRIBE
-   * per answer instead of an XREAD per batch (reads.ts). Default off; Workers turn it on (there no batch reaches a
-   * caller through memory). Falls back to XREAD where the service does not offer pub/sub over REST.
-   */
-  subscribe?: boolean;
-}
+export type { UpstashStoreConfig } from "./config.ts";
 
 /** One block covers a whole worker poll (AUXOT_POLL_WAIT, at most 60 s). */
 const MAX_BLOCK_MS = 60_000;
