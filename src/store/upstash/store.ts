@@ -43,7 +43,6 @@ import {
   type ReadResult,
   type ReapResult,
   StoreError,
-  type StoreOptions,
   type WorkerStatus,
 } from "../store.ts";
 import { asArray, asNumber, asState, asString, eventFlag } from "./replies.ts";
