@@ -134,7 +134,7 @@ Deno.test("upstash subscribed: a batch too large to publish reaches its reader b
   });
 });
 
-Deno.test("upstash subscribed: a subscription the service ends is opened again and nothing is lost", async () => {
+Deno.test("upstash subscribed: a subscription the service ends loses nothing", async () => {
   await withBackend(async (backend) => {
     const { caller, workerSide } = subscribedStores(backend);
     const job = await claimedJob(caller, workerSide, "w-sub-0005");

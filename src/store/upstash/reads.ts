@@ -55,8 +55,11 @@ const UNCONFIRMED_MS = 4_000;
 const TRACKED_READS = 10_000;
 /** A subscription Redis has not confirmed this long after it was opened is not working here: XREAD instead. */
 const CONFIRM_MS = 2_000;
-/** Subscriptions open at once per instance at most (the oldest is closed; its reader falls back to XREAD). */
+/** Subscriptions tracked per instance at most (past it the oldest is forgotten: its reader opens a new one). */
 const SUBSCRIPTIONS_MAX = 1_000;
+/** A subscription the service ended sooner than this after it was opened: subscriptions pause for the instance
+ * rather than cost a SUBSCRIBE per wait (a proxy cutting event streams short, say). */
+const SHORT_LIVED_MS = 10_000;
 
 const FINAL_STATES: ReadonlySet<JobState> = new Set(["done", "failed", "cancelled"]);
 
@@ -259,7 +262,12 @@ export class Reads {
     let subscription = this.#subscriptions.get(jobId);
     if (subscription && subscription.owner !== reader) return "xread";
     if (subscription?.ended) {
-      this.#closeSubscription(jobId, reader); // ended by the service: a new one must catch up again
+      // Ended by the service: a new one must catch up again, unless they end as soon as they open here.
+      this.#closeSubscription(jobId, reader);
+      if (performance.now() - subscription.openedAt < SHORT_LIVED_MS) {
+        parts.subscribeFailed(new Error("subscription ended at once"));
+        return "xread";
+      }
       subscription = undefined;
     }
     if (!subscription) {
