@@ -38,7 +38,7 @@ interface Published {
   events: JobEvent[] | null;
 }
 
-export type Taken =
+type Taken =
   | { kind: "entries"; entries: Entry[] }
   /** Something after the cursor came that does not continue from it, or came without its events: XREAD. */
   | { kind: "gap" }
@@ -90,11 +90,6 @@ export class JobSubscription {
   /** Redis confirmed the subscription: every message published from then on arrives. */
   get confirmed(): boolean {
     return !Number.isNaN(this.#confirmedAt);
-  }
-
-  /** When (performance.now()) it was confirmed; NaN before. */
-  get confirmedAt(): number {
-    return this.#confirmedAt;
   }
 
   /** When (performance.now()) the reader should check the stream (NaN until confirmed): see `#checkAt`. */
@@ -226,7 +221,7 @@ function parsePublished(payload: string): Published | null {
 }
 
 /** Orders Redis stream ids (`<ms>-<seq>`); '' (no entry yet) comes first. */
-export function compareIds(a: string, b: string): number {
+function compareIds(a: string, b: string): number {
   if (a === b) return 0;
   if (a === "") return -1;
   if (b === "") return 1;
