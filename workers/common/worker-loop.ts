@@ -106,6 +106,7 @@ export class WorkerLoop {
     this.#stopping = true;
     this.#pollController?.abort();
     this.#slotFreed?.();
+    await this.#leave();
     const grace = this.opts.shutdownGraceMs ?? 30_000;
     const all = Promise.all([...this.#running.values()].map((r) => r.done));
     const timedOut = await Promise.race([all.then(() => false), sleep(grace).then(() => true)]);
@@ -131,6 +132,30 @@ export class WorkerLoop {
       return;
     }
     await this.#poll(policy ? this.opts.pollWaitMs ?? 60_000 : 0);
+  }
+
+  /**
+   * One last poll with no free slot and no wait: the router stops handing this worker jobs (an Upstash router may
+   * have parked it to receive the next one directly, docs/store.md), and puts back any it handed over that this
+   * worker had not taken. Best effort: a router out of reach forgets the worker when its TTL passes.
+   */
+  async #leave(): Promise<void> {
+    if (!this.#policy) return; // never heard from the router: nothing to undo
+    const leases = Object.fromEntries([...this.#running].map(([id, r]) => [id, r.job.leaseToken ?? ""]));
+    const body = {
+      protocol: PROTOCOL_VERSION,
+      worker: this.#info(),
+      activeJobs: Object.keys(leases),
+      leases,
+      waitMs: 0,
+    };
+    try {
+      const raw = await this.#post("/worker/v1/poll", body, AbortSignal.timeout(5_000));
+      const cancelled = (raw as { cancelled?: unknown } | undefined)?.cancelled;
+      if (Array.isArray(cancelled)) { for (const id of cancelled) this.#running.get(String(id))?.controller.abort(); }
+    } catch (err) {
+      this.opts.log.debug("could not tell the router this worker is leaving", { error: err });
+    }
   }
 
   /** Loads a policy in the background; a failure is logged and retried after a backoff, not fatal. */

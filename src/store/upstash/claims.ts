@@ -3,12 +3,18 @@
  * parked wait between claims (BLPOP on the lanes' wake lists, which Redis ends when a job is enqueued or re-queued;
  * in-process wake-ups end only the polling fallback's waits sooner).
  *
+ * Hand-offs: a worker whose claim (or finished job) leaves it a free slot and nothing to claim is parked on its lanes,
+ * and the next enqueue there hands it the job directly (lua/enqueue.ts): leased to it and pushed on its hand-off
+ * list, which the parked poll's BLPOP watches first. That job reaches the worker with no claim, so a worker busy
+ * with one request after another costs one BLPOP per request (and its posts). A claim takes whatever is on the
+ * list too (a poll that was not parked when the job came).
+ *
  * Cost: a poll claims first only when its last claim through this instance may have left something behind.
  * When that claim left the lanes empty and held no job back for another worker, and anything enqueued
  * or re-queued since left a wake token: the poll waits first (one BLPOP, which takes such a token at once) and
  * claims after the wait — when woken, when it runs jobs (their leases and cancellations), or when its heartbeat is
- * due (half the worker TTL). So a worker busy with one request after another costs one claim and one BLPOP per
- * request, and an idle one, with 50 s polls and the Upstash store's 150 s worker TTL, 2 BLPOPs and 1 claim per
+ * due (half the worker TTL). So a worker whose requests are queued (not handed off) costs one claim and one BLPOP
+ * per request, and an idle one, with 50 s polls and the Upstash store's 150 s worker TTL, 2 BLPOPs and 1 claim per
  * 100 s (1.8 commands a minute). Leases of running jobs are kept by the worker's own posts (a heartbeat post every
  * third of the lease) while it waits. Where polls land on instances that do not know the worker (other isolates),
  * each poll simply claims first.
@@ -20,6 +26,7 @@ import { claimScript } from "./lua/claim.ts";
 import {
   BLOCK_HTTP_MARGIN_MS,
   MIN_WAIT_MS,
+  PARK_MS,
   POLL_MAX_MS,
   POLL_MIN_MS,
   REMAINDER_MIN_MS,
@@ -28,6 +35,7 @@ import {
   WAKE_TTL_MS,
 } from "./parts.ts";
 import { asArray, asNumber, asString } from "./replies.ts";
+import type { RedisValue } from "./rest.ts";
 
 /** Workers remembered per instance at most. */
 const DRAINED_WORKERS = 10_000;
@@ -70,7 +78,12 @@ export class Claims {
     // and claim after the wait — when woken, when its running jobs need their leases and cancellations, or when
     // its heartbeat is due. See the module comment.
     if (last && this.#mayWaitFirst(req, last)) {
-      const woken = await this.#waitForLanes(req.lanes, req.waitMs, signal, poll);
+      const woken = await this.#waitForLanes(req, req.waitMs, signal, poll);
+      if (typeof woken === "object") {
+        // Handed off: leased to it already, and nothing else was queued for it (lua/enqueue.ts).
+        last.leased.add(woken.id);
+        return { jobs: [woken], cancelled: [] };
+      }
       if (signal.aborted) return { jobs: [], cancelled: [] };
       const heartbeatDue = opts.now() - last.at >= opts.workerTtlMs / 2;
       if (!woken && req.activeJobs.length === 0 && !heartbeatDue) return { jobs: [], cancelled: [] };
@@ -84,7 +97,11 @@ export class Claims {
       // A job held back for another worker's cached conversation becomes free for anyone at `heldUntil`.
       const recheck = result.heldUntil > 0;
       const waitMs = recheck ? Math.min(left, Math.max(result.heldUntil - opts.now(), MIN_WAIT_MS)) : left;
-      const woken = await this.#waitForLanes(req.lanes, waitMs, signal, poll);
+      const woken = await this.#waitForLanes(req, waitMs, signal, poll);
+      if (typeof woken === "object") {
+        result = { ...result, jobs: [woken], heldUntil: 0, remaining: 0 };
+        break;
+      }
       if (signal.aborted || (!woken && !recheck)) break;
       result = await this.#claimOnce(req, []);
     }
@@ -129,6 +146,7 @@ export class Claims {
         queueDeadlines: k.queueDeadlines,
         lanes: k.lanes,
         claimReply: k.claimReply(req.worker.id),
+        handoff: k.handoff(req.worker.id),
       }, {
         workerId: req.worker.id,
         info: JSON.stringify(req.worker),
@@ -153,18 +171,16 @@ export class Claims {
         wakeTtlMs: WAKE_TTL_MS,
         // Its jobs may be taken back by their callers when it never posts (docs/store.md, "Lost wake-ups").
         postsProgress: req.worker.postsProgress === true ? 1 : 0,
+        parkedPrefix: p.parkedPrefix,
+        parkMs: PARK_MS,
+        handoffPrefix: p.handoffPrefix,
+        // A poll that will wait for jobs: only such a worker is handed jobs without a claim.
+        parks: req.waitMs >= MIN_WAIT_MS ? 1 : 0,
       }, [...activeJobs, ...req.lanes, ...conversations]),
       "claim",
     );
     const cancelled = asArray(reply[0], "claim").map((id) => asString(id, "claim"));
-    const jobs = asArray(reply[1], "claim").map((row) => {
-      const [, payload, attempt, deadlineAt] = asArray(row, "claim");
-      return {
-        ...JSON.parse(asString(payload, "claim")),
-        attempt: asNumber(attempt, "claim"),
-        deadlineMs: Math.max(0, asNumber(deadlineAt, "claim") - now),
-      } as WorkerJob;
-    });
+    const jobs = asArray(reply[1], "claim").map((row) => workerJob(asArray(row, "claim"), now));
     return {
       jobs,
       cancelled,
@@ -174,11 +190,20 @@ export class Claims {
     };
   }
 
-  /** Waits up to `ms` for a job in one of the lanes; true when something may be claimable now. */
-  async #waitForLanes(lanes: string[], ms: number, signal: AbortSignal, poll: { backoffMs: number }): Promise<boolean> {
+  /**
+   * Waits up to `ms` for a job: one handed to this worker (its hand-off list, watched first), or one queued in its
+   * lanes (true: something may be claimable now).
+   */
+  async #waitForLanes(
+    req: ClaimRequest,
+    ms: number,
+    signal: AbortSignal,
+    poll: { backoffMs: number },
+  ): Promise<boolean | WorkerJob> {
     const parts = this.#parts;
-    const topics = lanes.map((lane) => LANE_TOPIC_PREFIX + lane);
-    const wakeKeys = lanes.map((lane) => parts.keys.wake(lane));
+    const topics = req.lanes.map((lane) => LANE_TOPIC_PREFIX + lane);
+    const handoffKey = parts.keys.handoff(req.worker.id);
+    const wakeKeys = req.lanes.map((lane) => parts.keys.wake(lane));
     const until = performance.now() + ms;
     for (let round = 0;; round++) {
       const left = until - performance.now();
@@ -190,13 +215,28 @@ export class Claims {
       }
       const blockMs = Math.min(left, parts.maxBlockMs);
       const outcome = await parts.block(signal, async (abort) => {
-        const popped = await parts.rest.command(["BLPOP", ...wakeKeys, (blockMs / 1000).toFixed(3)], {
+        const popped = await parts.rest.command(["BLPOP", handoffKey, ...wakeKeys, (blockMs / 1000).toFixed(3)], {
           signal: abort,
           timeoutMs: blockMs + BLOCK_HTTP_MARGIN_MS,
         });
-        return popped === null ? null : true;
+        if (popped === null) return null;
+        const [key, element] = asArray(popped, "blpop");
+        return key === handoffKey
+          ? workerJob(asArray(JSON.parse(asString(element, "blpop")), "blpop"), parts.opts.now())
+          : true;
       });
+      if (outcome.kind === "remote" && typeof outcome.value === "object") return outcome.value;
       if (outcome.kind !== "timeout") return !signal.aborted;
     }
   }
+}
+
+/** A job as a claim (or a hand-off) gives it: `[id, payload JSON, attempt, deadlineAt]`. */
+function workerJob(row: RedisValue[], now: number): WorkerJob {
+  const [, payload, attempt, deadlineAt] = row;
+  return {
+    ...JSON.parse(asString(payload, "claim")),
+    attempt: asNumber(attempt, "claim"),
+    deadlineMs: Math.max(0, asNumber(deadlineAt, "claim") - now),
+  } as WorkerJob;
 }

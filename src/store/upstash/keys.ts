@@ -18,7 +18,7 @@
  * | callers                   | zset   | none; empties vanish (live job → caller last read) | enqueue, read, append, cancel, reap         |
  * | finished                  | zset   | 2 × finishedTtl + 1 s (finished job → finishedAt)  | append, cancel, reap                        |
  * | workers                   | zset   | workerTtl (worker id → last seen)                  | claim, reap, fleet                          |
- * | worker:{id}               | hash   | workerTtl (`info` JSON, `seen`, `free`)            | claim, reap, fleet                          |
+ * | worker:{id}               | hash   | workerTtl (`info` JSON, `seen`, `free`, `lanes` JSON, `postsProgress`) | claim, reap, fleet, enqueue, append |
  * | worker-conversations:{id} | set    | workerTtl (conversation keys the worker caches)    | claim, reap                                 |
  * | conversation-holders      | hash   | workerTtl (conversation key → worker id)           | claim, reap                                 |
  * | reap-lock                 | string | REAP_LOCK_MS (`SET NX PX`: one sweeping instance)  | reap                                        |
@@ -27,6 +27,8 @@
  * | counters-flush:{id}       | string | 2 min (marks a flush as applied: retries add nothing) | add_counters                             |
  * | command-minutes           | hash   | 2 h (minute number → store commands counted in it) | add_counters (read with HMGET)              |
  * | claim-reply:{worker}      | string | ≤ 20 s, until its next claim (the last claim that handed out jobs, for a retry) | claim            |
+ * | parked:{lane}             | zset   | 2 × PARK_MS (worker id → parked until: whom an enqueue may hand a job) | claim, append, enqueue |
+ * | handoff:{worker}          | list   | workerTtl (jobs handed to it: `[id, payload, attempt, deadlineAt]` JSON) | enqueue, claim, BLPOP; requeue, cancel |
  *
  * Deadlines, leases and TTL decisions use the store's injectable clock (scores and fields hold those times); the
  * real-time TTLs above are a safety net so that nothing outlives its job even when no router sweeps.
@@ -47,6 +49,8 @@ export interface StoreKeys {
   verifiedKey(digest: string): string;
   countersFlush(id: string): string;
   claimReply(workerId: string): string;
+  parked(lane: string): string;
+  handoff(workerId: string): string;
   readonly commandMinutes: string;
   readonly lanes: string;
   readonly running: string;
@@ -74,6 +78,8 @@ export function storeKeys(prefix = "auxot"): StoreKeys {
     verifiedKey: (digest) => `${root}verified-key:${digest}`,
     countersFlush: (id) => `${root}counters-flush:${id}`,
     claimReply: (workerId) => `${root}claim-reply:${workerId}`,
+    parked: (lane) => `${root}parked:${lane}`,
+    handoff: (workerId) => `${root}handoff:${workerId}`,
     commandMinutes: `${root}command-minutes`,
     lanes: `${root}lanes`,
     running: `${root}running`,
@@ -98,5 +104,7 @@ export function keyPrefixes(keys: StoreKeys) {
     affinityPrefix: keys.affinity(""),
     workerPrefix: keys.worker(""),
     workerConversationsPrefix: keys.workerConversations(""),
+    parkedPrefix: keys.parked(""),
+    handoffPrefix: keys.handoff(""),
   };
 }

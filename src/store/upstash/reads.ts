@@ -163,6 +163,7 @@ export class Reads {
           wakePrefix: p.wakePrefix,
           wakeCap: WAKE_CAP,
           wakeTtlMs: WAKE_TTL_MS,
+          handoffPrefix: p.handoffPrefix,
         },
       ),
       "read_events",

@@ -28,7 +28,7 @@ import { enqueueScript } from "./lua/enqueue.ts";
 import { fleetScript } from "./lua/fleet.ts";
 import { reapScript } from "./lua/reap.ts";
 import { ScriptStatus } from "./lua/runner.ts";
-import { UpstashParts, WAKE_CAP, WAKE_TTL_MS } from "./parts.ts";
+import { PARK_MS, UpstashParts, WAKE_CAP, WAKE_TTL_MS } from "./parts.ts";
 import { Reads } from "./reads.ts";
 import { cancelEvent, jobTopic, LANE_TOPIC_PREFIX, workerLostEvent } from "../shared.ts";
 import {
@@ -136,6 +136,10 @@ export class UpstashStore implements JobStore {
         queueDeadlines: k.queueDeadlines,
         callers: k.callers,
         affinity: k.affinity(job.lane),
+        parked: k.parked(job.lane),
+        running: k.running,
+        workers: k.workers,
+        conversationHolders: k.conversationHolders,
       }, {
         id: job.id,
         laneName: job.lane,
@@ -150,6 +154,12 @@ export class UpstashStore implements JobStore {
         wakeCap: WAKE_CAP,
         wakeTtlMs: WAKE_TTL_MS,
         token: crypto.randomUUID(),
+        leaseMs: this.#opts.leaseMs,
+        workerTtlMs: this.#opts.workerTtlMs,
+        workerPrefix: this.#prefixes.workerPrefix,
+        workerConversationsPrefix: this.#prefixes.workerConversationsPrefix,
+        parkedPrefix: this.#prefixes.parkedPrefix,
+        handoffPrefix: this.#prefixes.handoffPrefix,
       }),
       "enqueue",
     );
@@ -196,6 +206,10 @@ export class UpstashStore implements JobStore {
         wakePrefix: this.#prefixes.wakePrefix,
         wakeCap: WAKE_CAP,
         wakeTtlMs: WAKE_TTL_MS,
+        handoffPrefix: this.#prefixes.handoffPrefix,
+        parkedPrefix: this.#prefixes.parkedPrefix,
+        parkMs: PARK_MS,
+        workerPrefix: this.#prefixes.workerPrefix,
       }, events.map((event) => JSON.stringify(event))),
       "append_events",
     );
@@ -250,6 +264,7 @@ export class UpstashStore implements JobStore {
         lanePrefix: this.#prefixes.lanePrefix,
         affinityPrefix: this.#prefixes.affinityPrefix,
         wakePrefix: this.#prefixes.wakePrefix,
+        handoffPrefix: this.#prefixes.handoffPrefix,
       }),
       "cancel",
     );
@@ -308,6 +323,7 @@ export class UpstashStore implements JobStore {
           queueTimeoutEvent: JSON.stringify(cancelEvent("queue_timeout")),
           callerLeftEvent: JSON.stringify(cancelEvent("caller_left")),
           workerLostEvent: JSON.stringify(workerLostEvent()),
+          handoffPrefix: p.handoffPrefix,
         }),
         "reap",
       );

@@ -4,8 +4,8 @@
  * KEYS  job, events, running, deadlines, queueDeadlines, callers, finished, lanes
  * ARGV  id, workerId, seq (index of the batch's first event in this attempt), now, leaseMs, finishedTtlMs,
  *       flags (one character per event, computed by the store: 'o' output, 'd' done, 'r' retryable error,
- *       'e' other error, '-' anything else), lanePrefix, affinityPrefix, wakePrefix, wakeCap, wakeTtlMs;
- *       then the events, one JSON text each (variadic)
+ *       'e' other error, '-' anything else), lanePrefix, affinityPrefix, wakePrefix, wakeCap, wakeTtlMs,
+ *       handoffPrefix, parkedPrefix, parkMs, workerPrefix; then the events, one JSON text each (variadic)
  * Returns {'unknown_job'} | {'not_leased'} | {'seq_gap', next}
  *       | {'ok', cancelled (0|1), next, acceptedFrom, acceptedCount, prevEntryId, entryId, state, requeuedLane}
  *   acceptedFrom is the 0-based index in the batch of the first stored event; entry ids are '' when none stored;
@@ -15,10 +15,11 @@
  * Side effects: events before `next` are duplicates of a retried post and skipped; the new ones are stored as ONE
  *   stream entry; the lease is extended (running[id] = now + leaseMs). A retryable error before any output puts
  *   the job back at the head of its lane (attempt + 1, wake token) and is not stored; `done` or an error ends the
- *   job (done | failed, worker released, keys expire after finishedTtlMs). A cancelled job stores nothing and
- *   answers cancelled = 1.
+ *   job (done | failed, worker released, keys expire after finishedTtlMs), and parks the worker on its lanes when
+ *   its polls wait (claim.ts) and they hold no queued job (its slot is free: the next enqueue may hand it a job, enqueue.ts). A cancelled job
+ *   stores nothing and answers cancelled = 1.
  */
-import { ADD_ENTRY, FINISH_JOB, REQUEUE_JOB, WAKE_LANE } from "./helpers.ts";
+import { ADD_ENTRY, DROP_HANDOFF, FINISH_JOB, PARK_WORKER, REQUEUE_JOB, WAKE_LANE } from "./helpers.ts";
 import { defineScript } from "./runner.ts";
 
 export const appendEventsScript = defineScript({
@@ -37,8 +38,12 @@ export const appendEventsScript = defineScript({
     "wakePrefix",
     "wakeCap",
     "wakeTtlMs",
+    "handoffPrefix",
+    "parkedPrefix",
+    "parkMs",
+    "workerPrefix",
   ],
-  helpers: [WAKE_LANE, ADD_ENTRY, FINISH_JOB, REQUEUE_JOB],
+  helpers: [WAKE_LANE, ADD_ENTRY, FINISH_JOB, DROP_HANDOFF, REQUEUE_JOB, PARK_WORKER],
   body: `
 local j = redis.call('HMGET', KEY_job, 'state', 'worker', 'next', 'hasOutput')
 local state = j[1]
@@ -87,6 +92,16 @@ if outcome == 'queued' then
   nextSeq = 0
 elseif outcome == 'done' or outcome == 'failed' then
   finishJob(ARG_id, KEY_job, KEY_events, outcome, now, false)
+  -- Its slot is free and its poll comes next: with nothing queued for it, it is parked (one hand-off).
+  local w = redis.call('HMGET', ARG_workerPrefix .. ARG_workerId, 'lanes', 'parks')
+  if w[1] and w[2] == '1' then
+    local lanes = cjson.decode(w[1])
+    local idle = true
+    for _, l in ipairs(lanes) do
+      if redis.call('LLEN', ARG_lanePrefix .. l) > 0 then idle = false end
+    end
+    if idle then parkWorker(ARG_workerId, lanes, now) end
+  end
 else
   redis.call('ZADD', KEY_running, now + tonumber(ARG_leaseMs), ARG_id)
 end

@@ -3,11 +3,12 @@
  * up to `max` jobs handed out (FIFO per lane, with prompt-cache affinity).
  *
  * KEYS  worker (worker:{id}), workers, workerConversations (worker-conversations:{id}), conversationHolders,
- *       running, queueDeadlines, lanes, claimReply (claim-reply:{id})
+ *       running, queueDeadlines, lanes, claimReply (claim-reply:{id}), handoff (handoff:{id})
  * ARGV  workerId, info (WorkerInfo JSON), free, now, leaseMs, workerTtlMs, affinityWaitMs, max, jobPrefix,
  *       lanePrefix, affinityPrefix, wakePrefix, workerPrefix, workerConversationsPrefix, activeCount, laneCount,
- *       conversationCount, claimId (unique per claim call), wakeCap, wakeTtlMs, postsProgress (1|0); then (variadic) the active job ids,
- *       the lanes served, the conversation keys cached
+ *       conversationCount, claimId (unique per claim call), wakeCap, wakeTtlMs, postsProgress (1|0), parkedPrefix,
+ *       parkMs, handoffPrefix, parks (1|0: the poll waits for jobs when it gets none; only such a worker is
+ *       parked); then (variadic) the active job ids, the lanes served, the conversation keys cached
  * Repeatable: a claim that handed out jobs keeps its reply under claim-reply:{id} (20 s at most, until the worker's
  *   next claim); a retry of the
  *   same call (same claimId) whose reply was lost gets the same jobs again instead of leaving them leased to no one.
@@ -15,18 +16,22 @@
  *   {{id, payloadJson, attempt, deadlineAt}, ...}; heldUntil = earliest time a job skipped for affinity becomes
  *   free for anyone (0 = none skipped); remaining = jobs left queued in the lanes served (0: nothing left to claim
  *   now, so the worker's next poll may wait before claiming).
- * Side effects: worker:{id} {info, seen, free} and workers[id] = now (TTL workerTtlMs); the worker's conversation
- *   set and conversation-holders entries replaced (the conversations advertised plus those of its jobs still
- *   leased); running[id] = now + leaseMs for its live jobs; a cancelled job whose worker hears of it here is
- *   released (worker field removed); each taken job: out of its lane, affinity and queue-deadline indexes, state
- *   running, worker set, next = 0, claimedAt = now (only for a worker that postsProgress), leased, and its conversation (if any) added to the worker's set and recorded
- *   as held by it (claim-time holder record); a lane left empty is dropped from `lanes` with its wake tokens; a
- *   lane that still holds jobs after this claim gets a wake token, so a parked worker whose wake-up this claim
- *   consumed is not left sleeping.
+ * Side effects: worker:{id} {info, seen, free, lanes, postsProgress, parks} and workers[id] = now (TTL
+ *   workerTtlMs); jobs an enqueue handed to it that its poll has not taken (handoff:{id}, still leased to it) are
+ *   taken first (beyond `max`, put back at the head of their lane); the worker is unparked from the lanes it served
+ *   before and, when its poll waits (parks = 1), keeps a free slot and its lanes hold nothing to claim, parked on
+ *   them (enqueue.ts hands it the next job); the worker's conversation set and conversation-holders entries
+ *   replaced (the conversations advertised plus those of its jobs still leased); running[id] = now + leaseMs for
+ *   its live jobs; a cancelled job whose worker hears of it here is released (worker field removed); each taken
+ *   job: out of its lane, affinity and queue-deadline indexes, state running, worker set, next = 0, claimedAt = now
+ *   (only for a worker that postsProgress), leased, and its conversation (if any) added to the worker's set and
+ *   recorded as held by it (claim-time holder record); a lane left empty is dropped from `lanes` with its wake
+ *   tokens; a lane that still holds jobs after this claim gets a wake token, so a parked worker whose wake-up this
+ *   claim consumed is not left sleeping.
  * Affinity: jobs of conversations this worker holds go first; a job whose conversation another live worker with
  *   a free slot holds is skipped until enqueuedAt + affinityWaitMs.
  */
-import { WAKE_LANE } from "./helpers.ts";
+import { DROP_HANDOFF, PARK_WORKER, REQUEUE_JOB, WAKE_LANE } from "./helpers.ts";
 import { defineScript } from "./runner.ts";
 
 export const claimScript = defineScript({
@@ -40,6 +45,7 @@ export const claimScript = defineScript({
     "queueDeadlines",
     "lanes",
     "claimReply",
+    "handoff",
   ],
   args: [
     "workerId",
@@ -63,8 +69,12 @@ export const claimScript = defineScript({
     "wakeCap",
     "wakeTtlMs",
     "postsProgress",
+    "parkedPrefix",
+    "parkMs",
+    "handoffPrefix",
+    "parks",
   ],
-  helpers: [WAKE_LANE],
+  helpers: [WAKE_LANE, PARK_WORKER, DROP_HANDOFF, REQUEUE_JOB],
   body: `
 local prior = redis.call('GET', KEY_claimReply)
 if prior then
@@ -92,8 +102,10 @@ local active = list(ARG_activeCount)
 local lanes = list(ARG_laneCount)
 local advertised = list(ARG_conversationCount)
 
--- heartbeat
-redis.call('HSET', KEY_worker, 'info', ARG_info, 'seen', now, 'free', ARG_free)
+-- heartbeat (the lanes it served before: it is unparked from them below)
+local previousLanes = cjson.decode(redis.call('HGET', KEY_worker, 'lanes') or '[]')
+redis.call('HSET', KEY_worker, 'info', ARG_info, 'seen', now, 'free', ARG_free, 'lanes', cjson.encode(lanes),
+  'postsProgress', ARG_postsProgress, 'parks', ARG_parks)
 redis.call('PEXPIRE', KEY_worker, workerTtl)
 redis.call('ZADD', KEY_workers, now, ARG_workerId)
 redis.call('PEXPIRE', KEY_workers, workerTtl)
@@ -146,6 +158,24 @@ end
 local taken = {}
 local heldUntil = 0
 local remaining = 0
+
+-- jobs an enqueue handed to this worker (enqueue.ts) that its poll's BLPOP has not taken: already leased to it
+for _, element in ipairs(redis.call('LRANGE', KEY_handoff, 0, -1)) do
+  local row = cjson.decode(element)
+  local jobKey = ARG_jobPrefix .. row[1]
+  local j = redis.call('HMGET', jobKey, 'state', 'worker', 'handoff')
+  if j[1] == 'running' and j[2] == ARG_workerId and j[3] == element then
+    if #taken < max then
+      redis.call('HDEL', jobKey, 'handoff')
+      redis.call('ZADD', KEY_running, leaseUntil, row[1])
+      taken[#taken + 1] = row
+    else
+      -- no slot for it any more (a worker stopping polls with none): back to the head of its lane, for anyone
+      requeueJob(row[1], jobKey, now)
+    end
+  end
+end
+redis.call('DEL', KEY_handoff)
 
 local function take(lane, id)
   redis.call('LREM', ARG_lanePrefix .. lane, 1, id)
@@ -221,6 +251,10 @@ for _, lane in ipairs(lanes) do
     wakeLane(lane)
   end
 end
+
+-- A free slot left and nothing to claim: parked, so the next enqueue hands it the job without a claim.
+unparkWorker(ARG_workerId, previousLanes)
+if ARG_parks == '1' and #taken < max and remaining == 0 and heldUntil == 0 then parkWorker(ARG_workerId, lanes, now) end
 
 if #taken > 0 then
   local replyTtl = math.min(tonumber(ARG_workerTtlMs), 20000)

@@ -93,12 +93,55 @@ local function removeQueued(id, lane)
 end`,
 };
 
-/** Puts a job that produced no output back at the head of its lane (attempt + 1) and wakes a worker. Needs WAKE_LANE. */
+/**
+ * A job an enqueue handed to a parked worker (enqueue.ts) that the worker has not taken yet leaves that worker's
+ * hand-off list, so a job requeued or cancelled meanwhile is never run by it. The job's `handoff` field is the exact
+ * list element; it stays after the worker's poll took the element (LREM then removes nothing).
+ */
+export const DROP_HANDOFF: LuaHelper = {
+  keys: [],
+  args: ["handoffPrefix"],
+  source: `
+local function dropHandoff(jobKey)
+  local j = redis.call('HMGET', jobKey, 'handoff', 'worker')
+  if not j[1] then return end
+  if j[2] then redis.call('LREM', ARG_handoffPrefix .. j[2], 0, j[1]) end
+  redis.call('HDEL', jobKey, 'handoff')
+end`,
+};
+
+/**
+ * A worker that polls with a free slot while its lanes hold no queued job is parked on them until `now + parkMs`:
+ * the next enqueue on one of them may hand it the job directly (enqueue.ts), with no claim. One hand-off per
+ * registration: the enqueue unparks it from all its lanes, and its next claim or finished job parks it again.
+ */
+export const PARK_WORKER: LuaHelper = {
+  keys: [],
+  args: ["parkedPrefix", "parkMs"],
+  source: `
+local function parkWorker(workerId, lanes, now)
+  local parkMs = tonumber(ARG_parkMs)
+  for _, lane in ipairs(lanes) do
+    local parkedKey = ARG_parkedPrefix .. lane
+    redis.call('ZADD', parkedKey, now + parkMs, workerId)
+    redis.call('PEXPIRE', parkedKey, 2 * parkMs)
+  end
+end
+local function unparkWorker(workerId, lanes)
+  for _, lane in ipairs(lanes) do redis.call('ZREM', ARG_parkedPrefix .. lane, workerId) end
+end`,
+};
+
+/**
+ * Puts a job that produced no output back at the head of its lane (attempt + 1) and wakes a worker. Needs WAKE_LANE
+ * and DROP_HANDOFF.
+ */
 export const REQUEUE_JOB: LuaHelper = {
   keys: ["running", "lanes", "queueDeadlines"],
   args: ["lanePrefix", "affinityPrefix"],
   source: `
 local function requeueJob(id, jobKey, now)
+  dropHandoff(jobKey)
   local j = redis.call('HMGET', jobKey, 'lane', 'conv', 'queueDeadlineAt')
   local lane = j[1]
   redis.call('HSET', jobKey, 'state', 'queued', 'next', 0, 'hasOutput', 0, 'enqueuedAt', now)
@@ -116,8 +159,8 @@ end`,
 
 /**
  * Cancels a live job: dequeued if queued, the cancel event appended, finished as "cancelled" while keeping its
- * worker (who learns of it on its next poll or post). Returns false when the job is not live, else prev, entry ids.
- * Needs REMOVE_QUEUED, ADD_ENTRY and FINISH_JOB.
+ * worker (who learns of it on its next poll or post; a hand-off it has not taken is withdrawn). Returns false when
+ * the job is not live, else prev, entry ids. Needs REMOVE_QUEUED, DROP_HANDOFF, ADD_ENTRY and FINISH_JOB.
  */
 export const CANCEL_JOB: LuaHelper = {
   keys: [],
@@ -126,7 +169,7 @@ export const CANCEL_JOB: LuaHelper = {
 local function cancelJob(id, jobKey, eventsKey, eventJson, now)
   local j = redis.call('HMGET', jobKey, 'state', 'lane')
   if j[1] ~= 'queued' and j[1] ~= 'running' then return false end
-  if j[1] == 'queued' then removeQueued(id, j[2]) end
+  if j[1] == 'queued' then removeQueued(id, j[2]) else dropHandoff(jobKey) end
   local prev, entry = addEntry(jobKey, eventsKey, '[' .. eventJson .. ']', 'cancelled')
   finishJob(id, jobKey, eventsKey, 'cancelled', now, true)
   return prev, entry

@@ -3,7 +3,7 @@
  *
  * KEYS  job, events, callers, running, lanes, queueDeadlines
  * ARGV  id, cursor (a stream id; '' = from the start), now, count (batches at most), recover ('1' = the caller's
- *       recovery check, see below), unconfirmedMs, lanePrefix, affinityPrefix, wakePrefix, wakeCap, wakeTtlMs
+ *       recovery check, see below), unconfirmedMs, lanePrefix, affinityPrefix, wakePrefix, wakeCap, wakeTtlMs, handoffPrefix
  * Returns {'unknown_job'} | {'ok', state, entries} — entries as XRANGE returns them: {{id, {'e', json, 's', state}}, ...}
  * Side effects: callers[id] = now while the job is live (reap cancels jobs whose caller stopped reading).
  *   With recover (docs/store.md, "Lost wake-ups"): a job still queued whose lane holds no wake token gets one (a poll
@@ -11,7 +11,7 @@
  *   = 0; a live worker posts progress within about a second) is put back at the head of its lane and its lane woken:
  *   the claim's poll outlived its worker (under workerd a poll whose client left still runs and claims).
  */
-import { REQUEUE_JOB, WAKE_LANE } from "./helpers.ts";
+import { DROP_HANDOFF, REQUEUE_JOB, WAKE_LANE } from "./helpers.ts";
 import { defineScript } from "./runner.ts";
 
 export const readEventsScript = defineScript({
@@ -29,8 +29,9 @@ export const readEventsScript = defineScript({
     "wakePrefix",
     "wakeCap",
     "wakeTtlMs",
+    "handoffPrefix",
   ],
-  helpers: [WAKE_LANE, REQUEUE_JOB],
+  helpers: [WAKE_LANE, DROP_HANDOFF, REQUEUE_JOB],
   body: `
 local job = redis.call('HMGET', KEY_job, 'state', 'lane', 'next', 'claimedAt')
 local state = job[1]

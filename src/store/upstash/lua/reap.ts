@@ -6,7 +6,7 @@
  * KEYS  lock, running, deadlines, queueDeadlines, callers, finished, lanes, workers, conversationHolders
  * ARGV  token, lockMs, now, callerTimeoutMs, workerTtlMs, finishedTtlMs, batch, jobPrefix, eventsPrefix,
  *       lanePrefix, affinityPrefix, wakePrefix, wakeCap, wakeTtlMs, workerPrefix, workerConversationsPrefix,
- *       timeoutEvent, queueTimeoutEvent, callerLeftEvent, workerLostEvent (event JSON texts)
+ *       timeoutEvent, queueTimeoutEvent, callerLeftEvent, workerLostEvent (event JSON texts), handoffPrefix
  * Returns {'locked'} | {'ok', requeued, failed, cancelled, timedOut, more (0|1), touched, live}
  *   live = jobs still queued or running after the sweep (0: nothing left to sweep until a new job).
  *   touched = flat {kind, jobId, lane, ...} with kind 'requeued' | 'ended' (for in-process wake-ups).
@@ -20,7 +20,7 @@
  *   keys deleted. Index entries whose job no longer exists are dropped. A lane holding jobs but no wake token gets
  *   one (a poll that took a token and never claimed must not leave parked workers asleep).
  */
-import { ADD_ENTRY, CANCEL_JOB, FINISH_JOB, REMOVE_QUEUED, REQUEUE_JOB, WAKE_LANE } from "./helpers.ts";
+import { ADD_ENTRY, CANCEL_JOB, DROP_HANDOFF, FINISH_JOB, REMOVE_QUEUED, REQUEUE_JOB, WAKE_LANE } from "./helpers.ts";
 import { defineScript } from "./runner.ts";
 
 export const reapScript = defineScript({
@@ -57,8 +57,9 @@ export const reapScript = defineScript({
     "queueTimeoutEvent",
     "callerLeftEvent",
     "workerLostEvent",
+    "handoffPrefix",
   ],
-  helpers: [WAKE_LANE, ADD_ENTRY, FINISH_JOB, REMOVE_QUEUED, REQUEUE_JOB, CANCEL_JOB],
+  helpers: [WAKE_LANE, ADD_ENTRY, FINISH_JOB, REMOVE_QUEUED, DROP_HANDOFF, REQUEUE_JOB, CANCEL_JOB],
   body: `
 local holder = redis.call('GET', KEY_lock)
 if holder and holder ~= ARG_token then return {'locked'} end
