@@ -102,7 +102,8 @@ export function reportStoreCommands(ctx: BenchContext, rows: Map<Path, Row>, idl
       `${s.requests} sequential non-streaming requests; ${s.longStreams} stream(s) of ${s.longStreamTokens} tokens ` +
       `at ${tokensPerSecond} tokens/s; idle: one connected worker and no traffic for ${(minutes * 60).toFixed(0)} s ` +
       "(the router's own background sweeps included). The windows count everything the bridge ran: a stream's own " +
-      "commands (10–11: enqueue, claim, the worker's next BLPOP, its batches) and the router's per-instance ones " +
+      "commands (9–10 on Deno: enqueue, which hands the job to the parked worker, the worker's BLPOP that takes it, " +
+      "its batches; on workerd 1 more, the caller's SUBSCRIBE) and the router's per-instance ones " +
       "landing in the window (a fleet read after 2 s without chat requests, a metrics flush ≤ 20 s after requests, " +
       "a sweep ≤ 1 per 30 s), which a sparse request really pays.",
     "Throughput, latency and streaming with the Upstash store are the Upstash rows of sections 1–3.",

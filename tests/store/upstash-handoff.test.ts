@@ -9,6 +9,8 @@ import type { WorkerInfo } from "../../src/protocol/worker-protocol.ts";
 import type { StoreOptions } from "../../src/store/store.ts";
 import { storeKeys } from "../../src/store/upstash/keys.ts";
 import type { UpstashStore } from "../../src/store/upstash/store.ts";
+import { eventually, startDenoRouter, startWorker } from "../helpers/router.ts";
+import { ScriptedEngine } from "../helpers/scripted-engine.ts";
 import { newJob } from "./conformance.ts";
 import { type Backend, waitForBlockedClients, withBackend, worker } from "./upstash-backend.ts";
 
@@ -179,5 +181,45 @@ Deno.test("upstash hand-off: a stopping worker's last poll puts back a job hande
     const other = worker("w-hand-041", { slots: 2, free: 2 });
     const { jobs } = await workerSide.claim({ worker: other, lanes: ["chat"], activeJobs: [], max: 2, waitMs: 0 });
     assert.deepEqual(jobs.map((j) => j.id), [job.id, next.id]);
+  });
+});
+
+Deno.test("upstash hand-off: a worker that stops cleanly is no longer parked, so no job is handed to it", async () => {
+  await withBackend(async (backend) => {
+    const store = backend.store({}, { lazySweeps: true });
+    const router = await startDenoRouter({ AUXOT_LOG_LEVEL: "warn" }, { store });
+    try {
+      const parked = async (id: string) => {
+        for (const key of (await backend.keys()).filter((k) => k.includes(":parked:"))) {
+          if (await backend.redisReply("ZSCORE", key, id) !== null) return true;
+        }
+        return false;
+      };
+      const first = startWorker(router, new ScriptedEngine({ slots: 1 }), {
+        key: router.keys.admin,
+        pollWaitMs: 30_000,
+      });
+      try {
+        await eventually(() => parked(first.loop.id), 10_000, "the worker parked");
+      } finally {
+        await first.stop();
+      }
+      assert.equal(await parked(first.loop.id), false, "its last poll unparked it");
+      const second = startWorker(router, new ScriptedEngine({ slots: 1 }), { key: router.keys.admin });
+      try {
+        const response = await fetch(`${router.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${router.keys.api}`, "content-type": "application/json" },
+          body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "words 3" }] }),
+        });
+        assert.equal(response.status, 200, await response.clone().text());
+        const body = await response.json();
+        assert.equal(body.choices[0].message.content, "w0 w1 w2 ");
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      await router.close();
+    }
   });
 });

@@ -87,6 +87,39 @@ Deno.test("upstash subscribed: a 20-batch answer posted through another instance
   });
 });
 
+Deno.test("upstash subscribed: a subscription request lost in transit is sent again at once, and subscriptions stay on", async () => {
+  await withBackend(async (backend) => {
+    let failures = 1;
+    const caller = backend.store({}, {
+      subscribe: true,
+      wakeups: "off",
+      // What workerd reports for a pooled connection the service had closed.
+      fetch: (input, init) => {
+        if (String(input).includes("/subscribe/") && failures-- > 0) {
+          return Promise.reject(new TypeError("Network connection lost."));
+        }
+        return fetch(input, init);
+      },
+    });
+    const workerSide = backend.store({}, { wakeups: "off" });
+    for (let round = 0; round < 2; round++) {
+      const job = await claimedJob(caller, workerSide, `w-sub-lost-${round}`);
+      const events: JobEvent[] = [...Array.from({ length: 9 }, (_, i) => text(`t${i} `)), done];
+      const before = caller.commandCount;
+      const reading = readAll(caller, job.id);
+      for (let seq = 0; seq < events.length; seq++) {
+        await workerSide.appendEvents(job.id, `w-sub-lost-${round}`, seq, [events[seq]]);
+        await new Promise((r) => setTimeout(r, 15));
+      }
+      assert.deepEqual((await reading).received, events);
+      const used = caller.commandCount - before;
+      // Round 0: the lost request, the SUBSCRIBE, at most one catch-up read; round 1: no fallback to XREAD per batch.
+      assert.ok(used <= 3, `round ${round}: the reader used ${used} commands`);
+    }
+    assert.equal(caller.retryCount, 1);
+  });
+});
+
 Deno.test("upstash subscribed: batches stored before the subscription was live are read once, in order", async () => {
   await withBackend(async (backend) => {
     const { caller, workerSide } = subscribedStores(backend);

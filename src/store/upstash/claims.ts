@@ -45,6 +45,12 @@ interface Drained {
   at: number;
   /** The jobs it held after that claim. */
   leased: Set<string>;
+  /**
+   * Whether that claim's poll waited, so that the claim (or, once its jobs end, their final posts) parked the worker
+   * for hand-offs (lua/claim.ts, lua/append-events.ts). A poll that waits first runs no script and relies on that
+   * parking; after a claim whose poll did not wait (as right after a policy load), the next poll claims first.
+   */
+  parks: boolean;
 }
 
 interface ClaimOnce {
@@ -112,7 +118,7 @@ export class Claims {
         ...req.activeJobs.filter((id) => !cancelled.includes(id)),
         ...result.jobs.map((j) => j.id),
       ]);
-      this.#drained.set(key, { at: result.claimedAt, leased });
+      this.#drained.set(key, { at: result.claimedAt, leased, parks: req.waitMs >= MIN_WAIT_MS });
       if (this.#drained.size > DRAINED_WORKERS) this.#drained.delete(this.#drained.keys().next().value!);
     }
     return { jobs: result.jobs, cancelled };
@@ -121,7 +127,7 @@ export class Claims {
   /** Whether a poll may wait before claiming: see the module comment. */
   #mayWaitFirst(req: ClaimRequest, last: Drained): boolean {
     const opts = this.#parts.opts;
-    if (req.max <= 0 || req.waitMs < MIN_WAIT_MS || this.#parts.polling) return false;
+    if (req.max <= 0 || req.waitMs < MIN_WAIT_MS || this.#parts.polling || !last.parks) return false;
     const since = opts.now() - last.at;
     if (req.activeJobs.length === 0) {
       // The heartbeat claim after the wait must still land within the worker's TTL.

@@ -32,11 +32,11 @@ export const WAKE_CAP = 8;
 export const WAKE_TTL_MS = 60_000;
 /**
  * How long a worker stays parked (handed the next job by an enqueue, lua/enqueue.ts) after its last claim or
- * finished job: two 50 s polls and a margin, below the Upstash worker TTL (150 s). A worker that stops cleanly
- * unparks with its last poll; one that dies parked costs the next job a few seconds, until its caller's recovery
- * check requeues it (docs/store.md, "Lost wake-ups").
+ * finished job: an idle worker's polls wait first, with no script, for up to 90 s after its last claim (claims.ts),
+ * and a poll lasts up to 50 s. A worker that stops cleanly unparks with its last poll; one that dies parked costs
+ * the next job a few seconds, until its caller's recovery check requeues it (docs/store.md, "Lost wake-ups").
  */
-export const PARK_MS = 110_000;
+export const PARK_MS = 140_000;
 /** Polling fallback (when blocking commands fail): first and longest pause between checks. */
 export const POLL_MIN_MS = 250;
 export const POLL_MAX_MS = 4_000;

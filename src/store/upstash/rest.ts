@@ -90,22 +90,33 @@ export class UpstashRest {
   /**
    * SUBSCRIBE to one channel over Upstash's Server-Sent Events endpoint (`POST /subscribe/<channel>`, as
    * `@upstash/redis`'s `subscribe`): the open response, whose body carries `data: subscribe,<channel>,1` and then
-   * `data: message,<channel>,<payload>` lines until `signal` aborts or the service ends it. One billed command. Not
-   * retried: a caller falls back to XREAD. A service that answers anything but an event stream raises
-   * `RedisReplyError` (it does not offer this); an unreachable one `StoreError("unavailable")`.
+   * `data: message,<channel>,<payload>` lines until `signal` aborts or the service ends it. One billed command.
+   * Sent once more at once when the request fails in transit (a pooled connection the service had closed: under
+   * workerd, "Network connection lost" once in a few hundred subscriptions here); a second failure is the caller's
+   * to handle (it reads by XREAD). A service that answers anything but an event stream raises `RedisReplyError` (it
+   * does not offer this); an unreachable one `StoreError("unavailable")`.
    */
   async subscribe(channel: string, signal: AbortSignal): Promise<Response> {
-    this.#commands++;
     let res: Response;
-    try {
-      res = await this.#fetch(`${this.#url}/subscribe/${encodeURIComponent(channel)}`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${this.#token}`, accept: "text/event-stream" },
-        signal,
-      });
-    } catch (err) {
-      if (signal.aborted) throw signal.reason ?? err;
-      throw new TransientError("unavailable", `Upstash Redis is unreachable (SUBSCRIBE: ${(err as Error).message})`);
+    for (let attempt = 1;; attempt++) {
+      this.#commands++;
+      try {
+        res = await this.#fetch(`${this.#url}/subscribe/${encodeURIComponent(channel)}`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${this.#token}`, accept: "text/event-stream" },
+          signal,
+        });
+        break;
+      } catch (err) {
+        if (signal.aborted) throw signal.reason ?? err;
+        if (attempt >= 2) {
+          throw new TransientError(
+            "unavailable",
+            `Upstash Redis is unreachable (SUBSCRIBE: ${(err as Error).message})`,
+          );
+        }
+        this.#retries++;
+      }
     }
     if (res.ok && (res.headers.get("content-type") ?? "").startsWith("text/event-stream") && res.body) return res;
     await res.body?.cancel();
