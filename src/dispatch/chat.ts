@@ -35,7 +35,7 @@ export interface ChatDispatch {
 
 /** The plain source: one job answers (continued on another worker if its worker is lost). */
 export const singleJob: SourceFactory = (ctx, d, id, now) =>
-  startJob(ctx, d.request, d.mode ?? "generate", id, now, d.stream);
+  startJob(ctx, d.request, d.mode ?? "generate", id, now, d.stream, d.signal);
 
 export async function dispatchChat(ctx: RouterContext, d: ChatDispatch): Promise<Response> {
   const now = ctx.now();

@@ -97,11 +97,12 @@ export async function startJob(
   id: string,
   now: number,
   streamed = true,
+  signal?: AbortSignal,
 ): Promise<JobRun> {
   // The request names a model of the policy (or an alias): its lane, and a 503 at once when no worker serves it.
   const route = await routeChatJob(ctx, request);
   const run = new JobRun(ctx, id, chatTarget(route.request, mode, route.lane, route.model.name, streamed), mode, now);
-  await run.enqueue(id, undefined, now);
+  await run.enqueue(id, undefined, now, signal);
   return withModelNamed(run, route.model.name);
 }
 
@@ -124,6 +125,8 @@ export class JobRun implements EventSource {
   #lastReturnedAt: number;
   readonly #answer = new AnswerSoFar();
   readonly #store: JobStore;
+  /** The caller's connection, once known (startJob): what the store opens for this run's reads ends with it. */
+  #signal?: AbortSignal;
   readonly #timing: JobTiming;
 
   constructor(
@@ -147,19 +150,32 @@ export class JobRun implements EventSource {
     return this.#answer.continuations;
   }
 
-  /** Puts a job of this answer in the queue. Throws a 503 ApiError when the queue is full. */
-  async enqueue(jobId: string, continuation: ChatJob["continuation"], now: number): Promise<void> {
+  /**
+   * Puts a job of this answer in the queue. Throws a 503 ApiError when the queue is full. `signal` is the caller's
+   * connection (kept for continuations): the store may open something for this run's reads before the job exists.
+   */
+  async enqueue(
+    jobId: string,
+    continuation: ChatJob["continuation"],
+    now: number,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const queueDeadlineAt = Math.min(this.#deadlineAt, now + this.ctx.config.queueTimeoutMs);
+    if (signal) this.#signal = signal;
     try {
-      await this.#store.enqueue({
-        id: jobId,
-        lane: this.target.lane,
-        payload: this.target.payload(jobId, continuation),
-        deadlineAt: this.#deadlineAt,
-        queueDeadlineAt,
-        // A continuation's conversation cache sat on the lost worker: no affinity to wait for.
-        ...(continuation || !this.target.conversationKey ? {} : { conversationKey: this.target.conversationKey }),
-      });
+      await this.#store.enqueue(
+        {
+          id: jobId,
+          lane: this.target.lane,
+          payload: this.target.payload(jobId, continuation),
+          deadlineAt: this.#deadlineAt,
+          queueDeadlineAt,
+          // A continuation's conversation cache sat on the lost worker: no affinity to wait for.
+          ...(continuation || !this.target.conversationKey ? {} : { conversationKey: this.target.conversationKey }),
+        },
+        this,
+        this.#signal,
+      );
     } catch (err) {
       if (err instanceof StoreError && err.code === "queue_full") {
         throw new ApiError("overloaded", "The queue is full; retry shortly.", { retryAfterSeconds: 5 });

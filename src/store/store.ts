@@ -84,8 +84,12 @@ export interface JobStore {
   /** Redis commands (or, embedded, store operations) issued so far: read by tests, /metrics and benchmarks. */
   readonly commandCount: number;
 
-  /** Adds a job at the tail of its lane. Throws StoreError("queue_full") past the store's queue bound. */
-  enqueue(job: NewJob): Promise<void>;
+  /**
+   * Adds a job at the tail of its lane. Throws StoreError("queue_full") past the store's queue bound. `reader` is
+   * the object that will read the job's events (readEvents' `reader`) and `signal` its request's: a store may get
+   * ready for those reads before the job exists (the Upstash store on Workers subscribes to the job's channel first).
+   */
+  enqueue(job: NewJob, reader?: object, signal?: AbortSignal): Promise<void>;
   /** Long-poll step of a worker: heartbeat, extend its leases, report cancellations, hand out up to `max` jobs. */
   claim(req: ClaimRequest): Promise<ClaimResult>;
   /** Appends a batch of events of a job leased to `workerId`, idempotently by `seq`; extends the lease. */

@@ -58,14 +58,14 @@ export async function chooseAnswerSource(
   if (offered.length === 0) {
     return declared.length === 0
       ? singleJob
-      : (ctx, d, id, now) => startJob(ctx, base, d.mode ?? "generate", id, now, d.stream);
+      : (ctx, d, id, now) => startJob(ctx, base, d.mode ?? "generate", id, now, d.stream, d.signal);
   }
   const maxRounds = options.maxRounds ?? MAX_TOOL_ROUNDS;
   return async (ctx, d, id, now) => {
     const mode = d.mode ?? "generate";
     const request: ChatRequest = { ...base, tools: [...base.tools, ...offered] };
     // count_tokens counts the prompt the model would really see, server tools included.
-    const first = await startJob(ctx, request, mode, id, now, d.stream);
+    const first = await startJob(ctx, request, mode, id, now, d.stream, d.signal);
     if (mode === "count_tokens") return first;
     return new ToolLoopSource(ctx, id, request, base.tools, offered, declared, first, maxRounds, d.stream);
   };
@@ -239,7 +239,15 @@ class ToolLoopSource implements EventSource {
       }
       request = continuation(request, result, serverCalls, outcomes, round + 1 >= this.maxRounds, this.callerTools);
       const id = crypto.randomUUID().replaceAll("-", "");
-      this.#current = await startJob(this.ctx, request, "generate", id, this.ctx.now(), this.streamed);
+      this.#current = await startJob(
+        this.ctx,
+        request,
+        "generate",
+        id,
+        this.ctx.now(),
+        this.streamed,
+        this.#abort.signal,
+      );
       if (this.#cancelled) {
         await this.#current.cancel("caller_left");
         return;

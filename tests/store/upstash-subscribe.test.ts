@@ -281,3 +281,41 @@ Deno.test("upstash subscribed: a subscription that silently stops delivering is 
     assert.deepEqual(last.events, [done]);
   });
 });
+
+Deno.test("upstash subscribed: a caller that subscribes before enqueueing hears every batch, however soon it comes", async () => {
+  await withBackend(async (backend) => {
+    const { caller, workerSide } = subscribedStores(backend);
+    for (let round = 0; round < 3; round++) {
+      const reader = {};
+      const job = newJob(Date.now());
+      const before = caller.commandCount;
+      await caller.enqueue(job, reader); // SUBSCRIBE, confirmed, then the enqueue script
+      assert.equal(backend.bridge.subscriptions, 1);
+      // The worker answers before the caller's first read: a subscription opened then would have missed it all.
+      const w = `w-watch-00${round}`;
+      const [claimed] =
+        (await workerSide.claim({ worker: worker(w), lanes: ["chat"], activeJobs: [], max: 1, waitMs: 0 }))
+          .jobs;
+      assert.equal(claimed.id, job.id);
+      await workerSide.appendEvents(job.id, w, 0, [text("fast ")]);
+      await workerSide.appendEvents(job.id, w, 1, [done]);
+      const { received } = await readAll(caller, job.id, reader);
+      assert.deepEqual(received, [text("fast "), done]);
+      // (the first round also loads the enqueue script: EVALSHA answered NOSCRIPT, then EVAL)
+      assert.equal(caller.commandCount - before, round === 0 ? 3 : 2, "SUBSCRIBE and enqueue: no catch-up XREAD");
+      for (let i = 0; i < 200 && backend.bridge.subscriptions > 0; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(backend.bridge.subscriptions, 0, "closed once the job ended");
+    }
+  });
+});
+
+Deno.test("upstash subscribed: a job that cannot be enqueued leaves no subscription open", async () => {
+  await withBackend(async (backend) => {
+    const caller = backend.store({ maxQueued: 1 }, { subscribe: true, wakeups: "off" });
+    await caller.enqueue(newJob(Date.now()));
+    await assert.rejects(caller.enqueue(newJob(Date.now()), {}), /full/);
+    // The bridge sees its client go away a moment later.
+    for (let i = 0; i < 200 && backend.bridge.subscriptions > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(backend.bridge.subscriptions, 0);
+  });
+});

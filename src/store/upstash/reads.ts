@@ -9,10 +9,11 @@
  * that the caller blocks on Redis. Where they are off (workerd) a batch already in memory is taken, else it blocks on
  * Redis at once: nothing else could end a wait in memory sooner than its timer.
  * Where subscriptions are on (Workers) a caller that names itself (`reader`) waits on its own subscription to its
- * job's channel instead (subscription.ts): one SUBSCRIBE for the job's whole answer, plus an XREAD only for a gap
- * (a batch published before the subscription was live or too large to publish), and one when it has heard nothing
- * for a while (1 s after Redis confirmed it: its batches may all have come before; then 3 s after its last message,
- * at doubling gaps: a check that finds a batch means it lost messages, and subscriptions pause for the instance).
+ * job's channel instead (caller-subscriptions.ts, subscription.ts), opened before its job is enqueued: one SUBSCRIBE
+ * for the job's whole answer, plus an XREAD only for a gap (a batch too large to publish, or one published before a
+ * subscription opened late was live), and one when it has heard nothing for a while (3 s after its last message, at
+ * doubling gaps: a check that finds a batch means it lost messages, and subscriptions pause for the instance; a
+ * subscription opened after the enqueue also checks once 1 s after Redis confirmed it, to catch up).
  * Every wait is the caller's own: its XREAD, its subscription, or its own timer (in-process wake-ups end a wait in
  * memory sooner).
  * A caller that has seen no batch RECOVER_FIRST_MS after it began waiting runs the read script's recovery check, then
@@ -37,7 +38,7 @@ import {
   WAKE_TTL_MS,
 } from "./parts.ts";
 import { asArray, asState, asString, parseEntries, toRead, unknownJob } from "./replies.ts";
-import { JobSubscription } from "./subscription.ts";
+import { CallerSubscriptions, FINAL_STATES } from "./caller-subscriptions.ts";
 
 /** Stream entries (batches) returned by one read. */
 const READ_BATCH = 1_000;
@@ -53,15 +54,6 @@ const RECOVER_MAX_MS = 16_000;
 const UNCONFIRMED_MS = 4_000;
 /** Jobs whose reads are tracked here at most. */
 const TRACKED_READS = 10_000;
-/** A subscription Redis has not confirmed this long after it was opened is not working here: XREAD instead. */
-const CONFIRM_MS = 2_000;
-/** Subscriptions tracked per instance at most (past it the oldest is forgotten: its reader opens a new one). */
-const SUBSCRIPTIONS_MAX = 1_000;
-/** A subscription the service ended sooner than this after it was opened: subscriptions pause for the instance
- * rather than cost a SUBSCRIBE per wait (a proxy cutting event streams short, say). */
-const SHORT_LIVED_MS = 10_000;
-
-const FINAL_STATES: ReadonlySet<JobState> = new Set(["done", "failed", "cancelled"]);
 
 interface Tracked {
   /** When the caller was last marked alive in Redis (the store's clock). */
@@ -79,13 +71,22 @@ interface Tracked {
 export class Reads {
   readonly #parts: UpstashParts;
   readonly #reads = new Map<string, Tracked>();
-  /** Open subscriptions by job, each read only by its owner (subscription.ts). */
-  readonly #subscriptions = new Map<string, JobSubscription>();
-  /** The job each reader is subscribed for: a reader that moves on to another job (a continuation) closes the last. */
-  readonly #subscribedJob = new WeakMap<object, string>();
+
+  readonly #subscriptions: CallerSubscriptions;
 
   constructor(parts: UpstashParts) {
     this.#parts = parts;
+    this.#subscriptions = new CallerSubscriptions(parts, (key, cursor, signal) => this.#xread(key, cursor, 0, signal));
+  }
+
+  /** Before its job is enqueued: see CallerSubscriptions.watch. */
+  watch(jobId: string, reader: object, signal?: AbortSignal): Promise<void> {
+    return this.#subscriptions.watch(jobId, reader, signal);
+  }
+
+  /** A job that could not be enqueued: its reader's subscription, if one was opened for it, is closed. */
+  unwatch(jobId: string, reader: object): void {
+    this.#subscriptions.close(jobId, reader);
   }
 
   /** A job this instance just enqueued: its caller is marked alive already (the enqueue script did it). */
@@ -95,8 +96,7 @@ export class Reads {
 
   /** Closes every open subscription (the store is closing). */
   close(): void {
-    for (const subscription of this.#subscriptions.values()) subscription.close();
-    this.#subscriptions.clear();
+    this.#subscriptions.closeAll();
   }
 
   async readEvents(
@@ -235,7 +235,7 @@ export class Reads {
       }
       const blockMs = Math.min(remaining, parts.maxBlockMs, Math.max(recoverIn, MIN_WAIT_MS));
       if (reader && parts.subscribing) {
-        const heard = await this.#viaSubscription(jobId, cursor, performance.now() + blockMs, signal, reader);
+        const heard = await this.#subscriptions.read(jobId, cursor, performance.now() + blockMs, signal, reader);
         if (heard !== "xread") {
           if (heard) return heard;
           continue;
@@ -245,107 +245,6 @@ export class Reads {
       if (outcome.kind === "remote") return outcome.value;
       if (outcome.kind === "fallback") backoffMs = 0; // check again at once, by polling
     }
-  }
-
-  /**
-   * Waits on the reader's subscription to the job's channel (opened on its first wait) until `until`: the batches
-   * that continue from `cursor`, null when none came in time, "xread" when this wait must use XREAD instead (the
-   * job's subscription belongs to another reader, or none could be opened).
-   */
-  async #viaSubscription(
-    jobId: string,
-    cursor: string,
-    until: number,
-    signal: AbortSignal,
-    reader: object,
-  ): Promise<ReadResult | null | "xread"> {
-    const parts = this.#parts;
-    let subscription = this.#subscriptions.get(jobId);
-    if (subscription && subscription.owner !== reader) return "xread";
-    if (subscription?.ended) {
-      // Ended by the service: a new one must catch up again, unless they end as soon as they open here.
-      this.#closeSubscription(jobId, reader);
-      if (performance.now() - subscription.openedAt < SHORT_LIVED_MS) {
-        parts.subscribeFailed(new Error("subscription ended at once"));
-        return "xread";
-      }
-      subscription = undefined;
-    }
-    if (!subscription) {
-      try {
-        subscription = await JobSubscription.open(parts.rest, parts.keys.events(jobId), reader, signal);
-      } catch (err) {
-        if (signal.aborted) return null;
-        parts.subscribeFailed(err);
-        return "xread";
-      }
-      const previous = this.#subscribedJob.get(reader);
-      if (previous !== undefined) this.#closeSubscription(previous, reader);
-      this.#subscriptions.set(jobId, subscription);
-      this.#subscribedJob.set(reader, jobId);
-      // Past the cap the oldest is forgotten, not closed: only its own request may touch its fetch (it ends with
-      // that request, or when its job ends).
-      if (this.#subscriptions.size > SUBSCRIPTIONS_MAX) {
-        this.#subscriptions.delete(this.#subscriptions.keys().next().value!);
-      }
-    }
-    const eventsKey = parts.keys.events(jobId);
-    for (;;) {
-      const taken = subscription.take(cursor);
-      if (taken.kind === "entries") {
-        subscription.synced = true;
-        return this.#fromSubscription(jobId, toRead(taken.entries), reader);
-      }
-      if (taken.kind === "gap") {
-        const read = await this.#xread(eventsKey, cursor, 0, signal);
-        subscription.synced = true; // read after the confirmation (messages come only after it)
-        if (read) return this.#fromSubscription(jobId, read, reader);
-        subscription.dropBuffered(); // the stream no longer holds them (expired): nothing to fill
-        continue;
-      }
-      const now = performance.now();
-      if (!subscription.confirmed && (subscription.ended || now >= subscription.openedAt + CONFIRM_MS)) {
-        // Open but never confirmed (a proxy holding the event stream back, say): not usable here for a while.
-        this.#closeSubscription(jobId, reader);
-        parts.subscribeFailed(new Error("subscription not confirmed"));
-        return "xread";
-      }
-      if (now >= subscription.checkAt) {
-        // Nothing heard for a while (see subscription.ts): what the stream holds past the cursor, read once. Right
-        // after the confirmation that is the catch-up; later, a batch found means messages were lost.
-        const lost = subscription.synced;
-        subscription.synced = true;
-        const read = await this.#xread(eventsKey, cursor, 0, signal);
-        if (!read) {
-          subscription.checked();
-          continue;
-        }
-        if (lost) {
-          this.#closeSubscription(jobId, reader);
-          parts.subscribeFailed(new Error("subscription lost messages"));
-        }
-        return this.#fromSubscription(jobId, read, reader);
-      }
-      if (subscription.ended) return "xread";
-      if (signal.aborted || now >= until) return null;
-      const checkAt = Number.isNaN(subscription.checkAt) ? subscription.openedAt + CONFIRM_MS : subscription.checkAt;
-      await subscription.receive(Math.min(until, checkAt));
-    }
-  }
-
-  /** A read while subscribed: a job that ended needs its subscription no more. */
-  #fromSubscription(jobId: string, read: ReadResult, reader: object): ReadResult {
-    if (FINAL_STATES.has(read.state)) this.#closeSubscription(jobId, reader);
-    return read;
-  }
-
-  /** Closes the job's subscription if `reader` owns it: a request never touches another request's fetch (on
-   * workerd, I/O objects belong to the request that created them). */
-  #closeSubscription(jobId: string, reader: object | undefined): void {
-    const subscription = this.#subscriptions.get(jobId);
-    if (!subscription || subscription.owner !== reader) return;
-    subscription.close();
-    this.#subscriptions.delete(jobId);
   }
 
   /** Milliseconds until the job's recovery check is due (<= 0: now); Infinity once a batch was seen or it ended. */
@@ -382,7 +281,7 @@ export class Reads {
   }
 
   #noteRead(jobId: string, read: ReadResult, reader: object | undefined): ReadResult {
-    if (FINAL_STATES.has(read.state)) this.#closeSubscription(jobId, reader);
+    if (FINAL_STATES.has(read.state)) this.#subscriptions.close(jobId, reader);
     const seen = this.#reads.get(jobId);
     if (seen) {
       seen.state = read.state;

@@ -22,10 +22,10 @@
 import type { JobEvent } from "../../protocol/events.ts";
 import { Claims } from "./claims.ts";
 import { Counters } from "./counters.ts";
+import { readFleet } from "./fleet.ts";
 import { appendEventsScript } from "./lua/append-events.ts";
 import { cancelScript } from "./lua/cancel.ts";
 import { enqueueScript } from "./lua/enqueue.ts";
-import { fleetScript } from "./lua/fleet.ts";
 import { reapScript } from "./lua/reap.ts";
 import { ScriptStatus } from "./lua/runner.ts";
 import { PARK_MS, UpstashParts, WAKE_CAP, WAKE_TTL_MS } from "./parts.ts";
@@ -43,7 +43,6 @@ import {
   type ReadResult,
   type ReapResult,
   StoreError,
-  type WorkerStatus,
 } from "../store.ts";
 import { asArray, asNumber, asState, asString, eventFlag } from "./replies.ts";
 import type { UpstashStoreConfig } from "./config.ts";
@@ -124,7 +123,21 @@ export class UpstashStore implements JobStore {
     return this.#parts.rest.retryCount;
   }
 
-  async enqueue(job: NewJob): Promise<void> {
+  async enqueue(job: NewJob, reader?: object, signal?: AbortSignal): Promise<void> {
+    // On Workers its caller subscribes first, so that no batch of the job is published before it listens.
+    if (reader) await this.#reads.watch(job.id, reader, signal);
+    try {
+      await this.#enqueueScript(job);
+    } catch (err) {
+      if (reader) this.#reads.unwatch(job.id, reader);
+      throw err;
+    }
+    this.#fleetIdle = false;
+    this.#reads.enqueued(job.id);
+    this.#wakeup.notify(LANE_TOPIC_PREFIX + job.lane);
+  }
+
+  async #enqueueScript(job: NewJob): Promise<void> {
     const now = this.#opts.now();
     const k = this.#keys;
     const reply = asArray(
@@ -168,9 +181,6 @@ export class UpstashStore implements JobStore {
       throw new StoreError("queue_full", `queue "${job.lane}" is full (${asNumber(reply[1], "enqueue")} jobs)`);
     }
     if (status === ScriptStatus.duplicate) throw new Error(`job ${job.id} was already enqueued`);
-    this.#fleetIdle = false;
-    this.#reads.enqueued(job.id);
-    this.#wakeup.notify(LANE_TOPIC_PREFIX + job.lane);
   }
 
   async claim(req: ClaimRequest): Promise<ClaimResult> {
@@ -344,39 +354,8 @@ export class UpstashStore implements JobStore {
     return total;
   }
 
-  async fleet(): Promise<FleetStatus> {
-    const k = this.#keys;
-    const reply = asArray(
-      await this.#scripts.run(fleetScript, { workers: k.workers, lanes: k.lanes, running: k.running }, {
-        now: this.#opts.now(),
-        workerTtlMs: this.#opts.workerTtlMs,
-        jobPrefix: this.#prefixes.jobPrefix,
-        workerPrefix: this.#prefixes.workerPrefix,
-        lanePrefix: this.#prefixes.lanePrefix,
-      }),
-      "fleet",
-    );
-    const active = new Map<string, number>();
-    const flat = asArray(reply[3], "fleet");
-    for (let i = 0; i + 1 < flat.length; i += 2) active.set(asString(flat[i], "fleet"), asNumber(flat[i + 1], "fleet"));
-    const workers: WorkerStatus[] = asArray(reply[0], "fleet").map((row) => {
-      const [id, info, seen] = asArray(row, "fleet");
-      const activeJobs = active.get(asString(id, "fleet")) ?? 0;
-      const reported = JSON.parse(asString(info, "fleet")) as WorkerStatus["info"];
-      // An idle worker heartbeats only now and then (claims.ts): its reported `free` may predate its last job's
-      // end. The jobs the store holds leased to it are current.
-      return {
-        info: { ...reported, free: Math.max(0, reported.slots - activeJobs) },
-        lastSeenAt: asNumber(seen, "fleet"),
-        activeJobs,
-      };
-    });
-    const queued: Record<string, number> = {};
-    for (const row of asArray(reply[1], "fleet")) {
-      const [lane, length] = asArray(row, "fleet");
-      queued[asString(lane, "fleet")] = asNumber(length, "fleet");
-    }
-    return { workers, queued, running: asNumber(reply[2], "fleet") };
+  fleet(): Promise<FleetStatus> {
+    return readFleet(this.#parts);
   }
 
   async getVerifiedKey(digest: string): Promise<string | null> {

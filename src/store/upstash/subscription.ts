@@ -131,6 +131,19 @@ export class JobSubscription {
   }
 
   /**
+   * Waits (on the caller's timer) until Redis confirms the subscription, at most until `until`; true once confirmed.
+   * For a subscription opened before its job exists (reads.ts, `watch`): confirmed, it will hear every batch of the
+   * job, so there is nothing to catch up on and the first check of the stream waits for the quiet gap.
+   */
+  async confirmBeforeJob(until: number): Promise<boolean> {
+    while (!this.confirmed && !this.#ended && performance.now() < until) await this.receive(until);
+    if (!this.confirmed) return false;
+    this.synced = true;
+    this.#checkAt = this.#confirmedAt + QUIET_FIRST_MS;
+    return true;
+  }
+
+  /**
    * Waits for the next chunk of the stream until `until` (performance.now()), on the caller's own timer; true when
    * something arrived (or the stream ended), false when the time ran out.
    */
