@@ -31,7 +31,7 @@
  * Affinity: jobs of conversations this worker holds go first; a job whose conversation another live worker with
  *   a free slot holds is skipped until enqueuedAt + affinityWaitMs.
  */
-import { DROP_HANDOFF, PARK_WORKER, REQUEUE_JOB, WAKE_LANE } from "./helpers.ts";
+import { DROP_HANDOFF, HOLDER_CAN_TAKE, PARK_WORKER, REQUEUE_JOB, WAKE_LANE } from "./helpers.ts";
 import { defineScript } from "./runner.ts";
 
 export const claimScript = defineScript({
@@ -74,7 +74,7 @@ export const claimScript = defineScript({
     "handoffPrefix",
     "parks",
   ],
-  helpers: [WAKE_LANE, PARK_WORKER, DROP_HANDOFF, REQUEUE_JOB],
+  helpers: [WAKE_LANE, PARK_WORKER, DROP_HANDOFF, REQUEUE_JOB, HOLDER_CAN_TAKE],
   body: `
 local prior = redis.call('GET', KEY_claimReply)
 if prior then
@@ -207,10 +207,7 @@ local function heldElsewhere(conv, enqueuedAt)
   if not conv or conv == '' or enqueuedAt + affinityWait <= now then return false end
   local holder = redis.call('HGET', KEY_conversationHolders, conv)
   if not holder or holder == ARG_workerId then return false end
-  local seen = redis.call('ZSCORE', KEY_workers, holder)
-  if not seen or tonumber(seen) + workerTtl <= now then return false end
-  if tonumber(redis.call('HGET', ARG_workerPrefix .. holder, 'free') or '0') <= 0 then return false end
-  return redis.call('SISMEMBER', ARG_workerConversationsPrefix .. holder, conv) == 1
+  return holderCanTake(holder, conv, now)
 end
 
 for _, lane in ipairs(lanes) do

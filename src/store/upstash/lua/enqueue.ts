@@ -24,7 +24,7 @@
  *   parked most recently (the likeliest to be alive). A worker gone while parked is recovered from by the caller
  *   (docs/store.md, "Lost wake-ups"): its job is requeued once it has posted nothing for a few seconds.
  */
-import { WAKE_LANE } from "./helpers.ts";
+import { HOLDER_CAN_TAKE, WAKE_LANE } from "./helpers.ts";
 import { defineScript } from "./runner.ts";
 
 export const enqueueScript = defineScript({
@@ -63,7 +63,7 @@ export const enqueueScript = defineScript({
     "parkedPrefix",
     "handoffPrefix",
   ],
-  helpers: [WAKE_LANE],
+  helpers: [WAKE_LANE, HOLDER_CAN_TAKE],
   body: `
 local existing = redis.call('HGET', KEY_job, 'token')
 if existing then
@@ -77,14 +77,6 @@ local now = tonumber(ARG_now)
 local conv = ARG_conversationKey
 local workerTtl = tonumber(ARG_workerTtlMs)
 
--- true when the conversation's holder is live with a free slot and still caches it (claim.ts, heldElsewhere)
-local function heldByLiveHolder(holder)
-  local seen = redis.call('ZSCORE', KEY_workers, holder)
-  if not seen or tonumber(seen) + workerTtl <= now then return false end
-  if tonumber(redis.call('HGET', ARG_workerPrefix .. holder, 'free') or '0') <= 0 then return false end
-  return redis.call('SISMEMBER', ARG_workerConversationsPrefix .. holder, conv) == 1
-end
-
 local function parkedWorker()
   if queued > 0 then return nil end -- first in, first out: queued jobs go first
   redis.call('ZREMRANGEBYSCORE', KEY_parked, '-inf', now)
@@ -94,7 +86,7 @@ local function parkedWorker()
       if redis.call('ZSCORE', KEY_parked, holder) and redis.call('EXISTS', ARG_workerPrefix .. holder) == 1 then
         return holder
       end
-      if heldByLiveHolder(holder) then return nil end
+      if holderCanTake(holder, conv, now) then return nil end
     end
   end
   for _, candidate in ipairs(redis.call('ZREVRANGE', KEY_parked, 0, 3)) do

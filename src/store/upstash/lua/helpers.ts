@@ -94,6 +94,23 @@ end`,
 };
 
 /**
+ * Prompt-cache affinity: true while `holder` is live (seen within the worker TTL), has a free slot and still caches
+ * `conv` — the conversation's next job is then left for it (claim.ts holds it back, enqueue.ts does not hand it to
+ * another worker).
+ */
+export const HOLDER_CAN_TAKE: LuaHelper = {
+  keys: ["workers"],
+  args: ["workerTtlMs", "workerPrefix", "workerConversationsPrefix"],
+  source: `
+local function holderCanTake(holder, conv, now)
+  local seen = redis.call('ZSCORE', KEY_workers, holder)
+  if not seen or tonumber(seen) + tonumber(ARG_workerTtlMs) <= now then return false end
+  if tonumber(redis.call('HGET', ARG_workerPrefix .. holder, 'free') or '0') <= 0 then return false end
+  return redis.call('SISMEMBER', ARG_workerConversationsPrefix .. holder, conv) == 1
+end`,
+};
+
+/**
  * A job an enqueue handed to a parked worker (enqueue.ts) that the worker has not taken yet leaves that worker's
  * hand-off list, so a job requeued or cancelled meanwhile is never run by it. The job's `handoff` field is the exact
  * list element; it stays after the worker's poll took the element (LREM then removes nothing).
