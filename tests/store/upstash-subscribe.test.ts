@@ -319,3 +319,49 @@ Deno.test("upstash subscribed: a job that cannot be enqueued leaves no subscript
     assert.equal(backend.bridge.subscriptions, 0);
   });
 });
+
+Deno.test("upstash subscribed: a caller that waits for the whole answer takes it with one XREAD BLOCK, subscribing only once it proves long", async () => {
+  await withBackend(async (backend) => {
+    const { caller, workerSide } = subscribedStores(backend);
+    const whole = (now: number) => {
+      const job = newJob(now);
+      if (job.payload.kind !== "chat") throw new Error("a chat job");
+      return { ...job, payload: { ...job.payload, stream: false } };
+    };
+    for (const [round, batches] of [1, 1, 10].entries()) {
+      const reader = {};
+      const job = whole(Date.now());
+      const before = caller.commandCount;
+      await caller.enqueue(job, reader);
+      assert.equal(backend.bridge.subscriptions, 0, "no subscription before the enqueue");
+      const reading = readAll(caller, job.id, reader);
+      const w = `w-whole-${batches}`;
+      const [claimed] =
+        (await workerSide.claim({ worker: worker(w), lanes: ["chat"], activeJobs: [], max: 1, waitMs: 0 })).jobs;
+      assert.equal(claimed.id, job.id);
+      const events: JobEvent[] = [...Array.from({ length: batches * 2 - 1 }, (_, i) => text(`t${i} `)), done];
+      let subscribed = 0;
+      for (let seq = 0, batch = 0; batch < batches; batch++) {
+        await new Promise((r) => setTimeout(r, 40));
+        subscribed = Math.max(subscribed, backend.bridge.subscriptions);
+        const part = events.slice(seq, seq + 2);
+        await workerSide.appendEvents(job.id, w, seq, part);
+        seq += part.length;
+      }
+      const { received, state } = await reading;
+      assert.equal(state, "done");
+      assert.deepEqual(received, events);
+      const used = caller.commandCount - before;
+      if (batches === 1) {
+        // (the first round also loads the enqueue script: EVALSHA answered NOSCRIPT, then EVAL)
+        assert.equal(used, round === 0 ? 3 : 2, "the enqueue and one XREAD BLOCK");
+        assert.equal(subscribed, 0);
+      } else {
+        // The enqueue, the XREAD that took the first batch, the SUBSCRIBE, at most one catch-up read: not an XREAD
+        // per batch.
+        assert.ok(used <= 4, `a 10-batch whole answer cost its caller ${used} commands`);
+        assert.equal(subscribed, 1, "subscribed after the first batch");
+      }
+    }
+  });
+});

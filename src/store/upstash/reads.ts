@@ -8,8 +8,9 @@
  * (one router: its worker posts here too), a job whose batches already came through here for LOCAL_FIRST_MS; after
  * that the caller blocks on Redis. Where they are off (workerd) a batch already in memory is taken, else it blocks on
  * Redis at once: nothing else could end a wait in memory sooner than its timer.
- * Where subscriptions are on (Workers) a caller that names itself (`reader`) waits on its own subscription to its
- * job's channel instead (caller-subscriptions.ts, subscription.ts), opened before its job is enqueued: one SUBSCRIBE
+ * Where subscriptions are on (Workers) a caller that names itself (`reader`) and streams its answer waits on its own
+ * subscription to its job's channel instead (caller-subscriptions.ts, subscription.ts), opened before its job is
+ * enqueued (a caller that waits for the whole answer subscribes only once a first batch shows the answer is long): one SUBSCRIBE
  * for the job's whole answer, plus an XREAD only for a gap (a batch too large to publish, or one published before a
  * subscription opened late was live), and one when it has heard nothing for a while (3 s after its last message, at
  * doubling gaps: a check that finds a batch means it lost messages, and subscriptions pause for the instance; a
@@ -24,7 +25,7 @@
  * per gap: jobs start and post progress within about a second); see docs/store.md, "Lost wake-ups".
  */
 import { jobTopic } from "../shared.ts";
-import type { JobState, ReadResult } from "../store.ts";
+import type { JobState, NewJob, ReadResult } from "../store.ts";
 import { readEventsScript } from "./lua/read-events.ts";
 import { ScriptStatus } from "./lua/runner.ts";
 import {
@@ -66,6 +67,8 @@ interface Tracked {
   recoverGapMs: number;
   /** A batch of the job has been seen: it started, no recovery check is needed. */
   sawBatch: boolean;
+  /** Enqueued here for a caller that waits for the whole answer: it waits for its first batch by XREAD BLOCK. */
+  whole?: boolean;
 }
 
 export class Reads {
@@ -79,9 +82,12 @@ export class Reads {
     this.#subscriptions = new CallerSubscriptions(parts, (key, cursor, signal) => this.#xread(key, cursor, 0, signal));
   }
 
-  /** Before its job is enqueued: see CallerSubscriptions.watch. */
-  watch(jobId: string, reader: object, signal?: AbortSignal): Promise<void> {
-    return this.#subscriptions.watch(jobId, reader, signal);
+  /**
+   * Before its job is enqueued: a streamed answer's caller subscribes (CallerSubscriptions.watch). Any other answer
+   * most likely comes whole in one batch, which its caller's first wait takes with one XREAD BLOCK (below).
+   */
+  async watch(job: NewJob, reader: object, signal?: AbortSignal): Promise<void> {
+    if (answerStreams(job)) await this.#subscriptions.watch(job.id, reader, signal);
   }
 
   /** A job that could not be enqueued: its reader's subscription, if one was opened for it, is closed. */
@@ -89,9 +95,13 @@ export class Reads {
     this.#subscriptions.close(jobId, reader);
   }
 
-  /** A job this instance just enqueued: its caller is marked alive already (the enqueue script did it). */
-  enqueued(jobId: string): void {
-    this.#track(jobId, { markedAt: this.#parts.opts.now(), state: "queued", enqueuedHere: true, ...firstRecover() });
+  /**
+   * A job this instance just enqueued: its caller is marked alive already (the enqueue script did it).
+   */
+  enqueued(job: NewJob): void {
+    const now = this.#parts.opts.now();
+    const whole = !answerStreams(job);
+    this.#track(job.id, { markedAt: now, state: "queued", enqueuedHere: true, whole, ...firstRecover() });
   }
 
   /** Closes every open subscription (the store is closing). */
@@ -126,7 +136,7 @@ export class Reads {
       const recover = seen
         ? { recoverAt: seen.recoverAt, recoverGapMs: seen.recoverGapMs, sawBatch: seen.sawBatch }
         : firstRecover();
-      this.#track(jobId, { markedAt: now, state: read.state, enqueuedHere: false, ...recover });
+      this.#track(jobId, { markedAt: now, state: read.state, enqueuedHere: false, whole: seen?.whole, ...recover });
       if (read.events.length > 0 || FINAL_STATES.has(read.state)) return this.#noteRead(jobId, read, reader);
       state = read.state;
     } else {
@@ -234,7 +244,11 @@ export class Reads {
         continue;
       }
       const blockMs = Math.min(remaining, parts.maxBlockMs, Math.max(recoverIn, MIN_WAIT_MS));
-      if (reader && parts.subscribing) {
+      // A caller that waits for the whole answer subscribes only once a first batch shows the answer is long: most
+      // come in one batch, which one XREAD BLOCK takes as cheaply as a SUBSCRIBE does and with less work on workerd
+      // (no event stream to open, read and close). A streamed answer's subscription is open since its enqueue.
+      const tracked = this.#reads.get(jobId);
+      if (reader && parts.subscribing && !(tracked?.whole && !tracked.sawBatch)) {
         const heard = await this.#subscriptions.read(jobId, cursor, performance.now() + blockMs, signal, reader);
         if (heard !== "xread") {
           if (heard) return heard;
@@ -300,4 +314,9 @@ export class Reads {
 
 function firstRecover(): Pick<Tracked, "recoverAt" | "recoverGapMs" | "sawBatch"> {
   return { recoverAt: performance.now() + RECOVER_FIRST_MS, recoverGapMs: RECOVER_FIRST_MS * 2, sawBatch: false };
+}
+
+/** Whether the job's caller passes its output on as it comes (a streamed chat answer) rather than whole. */
+function answerStreams(job: NewJob): boolean {
+  return job.payload.kind === "chat" && job.payload.stream !== false;
 }

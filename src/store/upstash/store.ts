@@ -124,8 +124,9 @@ export class UpstashStore implements JobStore {
   }
 
   async enqueue(job: NewJob, reader?: object, signal?: AbortSignal): Promise<void> {
-    // On Workers its caller subscribes first, so that no batch of the job is published before it listens.
-    if (reader) await this.#reads.watch(job.id, reader, signal);
+    // On Workers a streamed answer's caller subscribes first, so that no batch of the job is published before it
+    // listens (Reads.watch).
+    if (reader) await this.#reads.watch(job, reader, signal);
     try {
       await this.#enqueueScript(job);
     } catch (err) {
@@ -133,7 +134,7 @@ export class UpstashStore implements JobStore {
       throw err;
     }
     this.#fleetIdle = false;
-    this.#reads.enqueued(job.id);
+    this.#reads.enqueued(job);
     this.#wakeup.notify(LANE_TOPIC_PREFIX + job.lane);
   }
 
