@@ -13,6 +13,13 @@ Deno.test("a body within the limits parses; too large, too deep, not JSON or not
   assert.deepEqual(await readJsonBody(post('"[[[[[["'), 100), "[[[[[[", "brackets inside strings do not count");
   await assert.rejects(readJsonBody(post("{nope"), 100), status(400));
   await assert.rejects(readJsonBody(post(new Uint8Array([0x7b, 0xff, 0x7d])), 100), status(400));
+  // A body of declared length is read whole: one that holds more than it declares is still refused.
+  const understated = new Request("http://x/", {
+    method: "POST",
+    body: JSON.stringify({ a: "x".repeat(200) }),
+    headers: { "content-length": "10" },
+  });
+  await assert.rejects(readJsonBody(understated, 100), status(413));
 });
 
 Deno.test("a body that stops arriving is refused with a 408 at the deadline", async () => {

@@ -10,11 +10,11 @@
  * Redis at once: nothing else could end a wait in memory sooner than its timer.
  * Where subscriptions are on (Workers) a caller that names itself (`reader`) and streams its answer waits on its own
  * subscription to its job's channel instead (caller-subscriptions.ts, subscription.ts), opened before its job is
- * enqueued (a caller that waits for the whole answer subscribes only once a first batch shows the answer is long): one SUBSCRIBE
- * for the job's whole answer, plus an XREAD only for a gap (a batch too large to publish, or one published before a
- * subscription opened late was live), and one when it has heard nothing for a while (3 s after its last message, at
- * doubling gaps: a check that finds a batch means it lost messages, and subscriptions pause for the instance; a
- * subscription opened after the enqueue also checks once 1 s after Redis confirmed it, to catch up).
+ * enqueued (a caller that waits for the whole answer subscribes only once a first batch shows it is long): one
+ * SUBSCRIBE for the job's whole answer, plus an XREAD only for a gap (a batch too large to publish, or one published
+ * before a subscription opened late was live), and one when it has heard nothing for a while (3 s after its last
+ * message, at doubling gaps: a check that finds a batch means it lost messages, and subscriptions pause for the
+ * instance; a subscription opened after the enqueue also checks once 1 s after Redis confirmed it, to catch up).
  * Every wait is the caller's own: its XREAD, its subscription, or its own timer (in-process wake-ups end a wait in
  * memory sooner).
  * A caller that has seen no batch RECOVER_FIRST_MS after it began waiting runs the read script's recovery check, then
@@ -95,9 +95,7 @@ export class Reads {
     this.#subscriptions.close(jobId, reader);
   }
 
-  /**
-   * A job this instance just enqueued: its caller is marked alive already (the enqueue script did it).
-   */
+  /** A job this instance just enqueued: its caller is marked alive already (the enqueue script did it). */
   enqueued(job: NewJob): void {
     const now = this.#parts.opts.now();
     const whole = !answerStreams(job);
