@@ -215,6 +215,11 @@ export type ChatJob = z.infer<typeof ChatJob>;
 export type ToolJob = z.infer<typeof ToolJob>;
 export type EmbeddingJob = z.infer<typeof EmbeddingJob>;
 
+/** Whether the job's caller takes its output as it comes (a streamed chat answer), not whole at the end. */
+export function callerStreams(job: { kind: string; stream?: boolean }): boolean {
+  return !(job.kind === "chat" && job.stream === false);
+}
+
 export const PollResponse = z.object({
   protocol: z.number().int(),
   policy: Policy,

@@ -6,6 +6,7 @@
  */
 import type { JobEvent } from "../../src/protocol/events.ts";
 import {
+  callerStreams,
   type LoadedModel,
   type Policy,
   PollResponse,
@@ -228,7 +229,7 @@ export class WorkerLoop {
   #start(job: WorkerJob): void {
     const controller = new AbortController();
     // A caller that waits for the whole answer gains nothing from a first token posted on its own.
-    const firstOutputAtOnce = !(job.kind === "chat" && job.stream === false);
+    const firstOutputAtOnce = callerStreams(job);
     const sink = new BatchingSink(this, job.id, job.leaseToken ?? "", controller, firstOutputAtOnce);
     const log = this.opts.log.child({ job: job.id });
     log.debug("job started", { kind: job.kind, attempt: job.attempt });

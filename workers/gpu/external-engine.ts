@@ -5,7 +5,7 @@
  */
 import type { ChatMessage, ChatRequest, ContentPart } from "../../src/protocol/chat.ts";
 import type { FinishReason, JobEvent } from "../../src/protocol/events.ts";
-import type { LoadedModel, Policy, WorkerJob } from "../../src/protocol/worker-protocol.ts";
+import { callerStreams, type LoadedModel, type Policy, type WorkerJob } from "../../src/protocol/worker-protocol.ts";
 import type { Engine, EventSink } from "../common/engine.ts";
 import { SseDataLines } from "../common/sse-data.ts";
 import { type ImageFetchOptions, inlineImages } from "./image-inline.ts";
@@ -67,7 +67,7 @@ export class ExternalEngine implements Engine {
     // A caller that waits for the whole answer gets it in one piece from the engine too: one JSON body instead of a
     // chunk per token for the engine to write and this worker to read and parse. (No partial answer is lost by it:
     // such a caller sees nothing before the end, and a job that posted no output is re-run whole elsewhere.)
-    const stream = !(job.kind === "chat" && job.stream === false);
+    const stream = callerStreams(job);
     const body = completions ? completionBody(request, this.#model, stream) : chatBody(request, this.#model, stream);
     if (job.mode === "count_tokens") {
       throw new Error(

@@ -24,6 +24,7 @@
  * waits for the parked workers' own BLPOPs or the lease to end (~50 s). Only that slow path pays (one read script
  * per gap: jobs start and post progress within about a second); see docs/store.md, "Lost wake-ups".
  */
+import { callerStreams } from "../../protocol/worker-protocol.ts";
 import { jobTopic } from "../shared.ts";
 import type { JobState, NewJob, ReadResult } from "../store.ts";
 import { readEventsScript } from "./lua/read-events.ts";
@@ -87,7 +88,7 @@ export class Reads {
    * most likely comes whole in one batch, which its caller's first wait takes with one XREAD BLOCK (below).
    */
   async watch(job: NewJob, reader: object, signal?: AbortSignal): Promise<void> {
-    if (answerStreams(job)) await this.#subscriptions.watch(job.id, reader, signal);
+    if (callerStreams(job.payload)) await this.#subscriptions.watch(job.id, reader, signal);
   }
 
   /** A job that could not be enqueued: its reader's subscription, if one was opened for it, is closed. */
@@ -98,7 +99,7 @@ export class Reads {
   /** A job this instance just enqueued: its caller is marked alive already (the enqueue script did it). */
   enqueued(job: NewJob): void {
     const now = this.#parts.opts.now();
-    const whole = !answerStreams(job);
+    const whole = !callerStreams(job.payload);
     this.#track(job.id, { markedAt: now, state: "queued", enqueuedHere: true, whole, ...firstRecover() });
   }
 
@@ -312,9 +313,4 @@ export class Reads {
 
 function firstRecover(): Pick<Tracked, "recoverAt" | "recoverGapMs" | "sawBatch"> {
   return { recoverAt: performance.now() + RECOVER_FIRST_MS, recoverGapMs: RECOVER_FIRST_MS * 2, sawBatch: false };
-}
-
-/** Whether the job's caller passes its output on as it comes (a streamed chat answer) rather than whole. */
-function answerStreams(job: NewJob): boolean {
-  return job.payload.kind === "chat" && job.payload.stream !== false;
 }
