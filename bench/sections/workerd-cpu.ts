@@ -133,7 +133,7 @@ export async function workerdCpuSection(ctx: BenchContext): Promise<void> {
       // figure for the time that path took, so a slow path is not charged for the runtime's idle work.
       await new Promise((r) => setTimeout(r, 1_000));
       const idleFrom = threadCpuMs(pid), idleAt = performance.now();
-      await new Promise((r) => setTimeout(r, ctx.settings.mode === "quick" ? 1_000 : 5_000));
+      await new Promise((r) => setTimeout(r, quick ? 1_000 : 5_000));
       const idlePerMs = (threadCpuMs(pid) - idleFrom) / (performance.now() - idleAt);
       for (const path of paths) {
         if (path.warm !== false) await path.run(); // warm: key verified, scripts loaded
